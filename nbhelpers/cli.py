@@ -1,0 +1,191 @@
+"""`python -m nbhelpers ...`: list, run, sweep, report, demo.
+
+A mistake in what the user typed is one sentence on stderr and exit status 2; nothing
+in the output folder is touched before the input has been checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from nbhelpers.errors import UserInputError
+
+DEMO_PARAMS = "params/image_classification/digits-cnn_scratch.yaml"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one sentence (not the whole usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _key_values(text: str) -> dict[str, Any]:
+    """--model-kwargs "layers=2,dropout=0.1" -> {"layers": 2, "dropout": 0.1} (YAML scalars)."""
+    import yaml
+    result: dict[str, Any] = {}
+    for chunk in filter(None, (c.strip() for c in text.split(","))):
+        key, sep, value = chunk.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{chunk!r} is not KEY=VALUE")
+        result[key.strip()] = yaml.safe_load(value.strip())
+    return result
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The seed guide's flags, with their names; unset flags leave the params file's value."""
+    S = argparse.SUPPRESS
+    parser.add_argument("params", nargs="?", help="params YAML file (params/<task>/<dataset>-<model>.yaml)")
+    parser.add_argument("--task", default=S)
+    parser.add_argument("--dataset", default=S)
+    parser.add_argument("--model", default=S)
+    parser.add_argument("--optimizers", default=S, help="comma-separated names, or 'all' for the 16")
+    parser.add_argument("--epochs", type=_positive_int, default=S)
+    parser.add_argument("--batch-size", type=_positive_int, default=S)
+    parser.add_argument("--max-samples", type=_positive_int, default=S)
+    parser.add_argument("--num-workers", type=int, default=S, help="DataLoader worker processes")
+    parser.add_argument("--lr-policy", choices=("per_opt", "fixed"), default=S)
+    parser.add_argument("--scheduler", default=S)
+    parser.add_argument("--warmup-epochs", type=_number, default=S)
+    parser.add_argument("--early-stopping-patience", type=int, default=S, help="<= 0 disables")
+    parser.add_argument("--max-grad-norm", type=_number, default=S, help="<= 0 disables clipping")
+    parser.add_argument("--label-smoothing", type=_number, default=S)
+    parser.add_argument("--lr-overrides", default=S, help='e.g. "sgd=5e-4,adam=3e-5"')
+    parser.add_argument("--lr", type=_number, default=S)
+    parser.add_argument("--weight-decay", type=_number, default=S)
+    parser.add_argument("--sam-base", default=S, help="base optimizer of sam/gsam")
+    parser.add_argument("--model-kwargs", type=_key_values, default=S, help='e.g. "layers=2"')
+    parser.add_argument("--seed", type=int, default=S)
+    parser.add_argument("--seeds", type=_positive_int, default=S, help="run seeds 0..N-1 (beats --seed)")
+    parser.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N | mps")
+    parser.add_argument("--amp", choices=("off", "bf16", "fp16"), default=S)
+    parser.add_argument("--data-dir", default=S, help="cache of real datasets (default ~/.cache/nbhelpers)")
+    parser.add_argument("--output-dir", default=S)
+    parser.add_argument("--resume", action="store_true", default=S,
+                        help="skip finished runs, continue interrupted ones from last.pt")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=S)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m nbhelpers", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    listing = sub.add_parser("list", help="list tasks, datasets, models or optimizers")
+    listing.add_argument("what", choices=("tasks", "datasets", "models", "optimizers"))
+
+    run = sub.add_parser("run", help="run experiments in this process")
+    _add_run_options(run)
+
+    sweep = sub.add_parser("sweep", help="execute the task notebook once per run with papermill")
+    _add_run_options(sweep)
+    sweep.add_argument("--workers", type=_positive_int, default=1, help="runs at a time")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local")
+    sweep.add_argument("--report", action="store_true", help="write the report when the sweep ends")
+
+    report = sub.add_parser("report", help="turn a sweep folder into tables, figures and HTML")
+    report.add_argument("sweep_dir")
+    report.add_argument("--no-notebook", action="store_true", help="skip executing the report notebook")
+
+    demo = sub.add_parser("demo", help="sweep all 16 optimizers on digits/cnn_scratch, then report")
+    demo.add_argument("--output-dir", default="executed/demo")
+    demo.add_argument("--workers", type=_positive_int, default=2)
+    demo.add_argument("--epochs", type=_positive_int, default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run again with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "list":
+        from nbhelpers.listing import listing_lines
+        print("\n".join(listing_lines(args.what)))
+        return 0
+    if args.command == "run":
+        return _run(args)
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "report":
+        from nbhelpers.report import build_report
+        folder = build_report(Path(args.sweep_dir), execute_notebook=not args.no_notebook)
+        print(f"report written to {folder / 'index.html'}")
+        return 0
+    if args.command == "demo":
+        return _demo(args)
+    raise AssertionError(args.command)
+
+
+def _plan(args: argparse.Namespace):
+    from nbhelpers.sweep.expand import plan_from_args
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "params", "workers", "backend", "report")}
+    return plan_from_args(args.params, overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nbhelpers.training import run_experiment
+    plan = _plan(args)
+    failed = 0
+    for cfg in plan.configs:
+        try:
+            result = run_experiment(cfg)
+        except UserInputError:
+            raise
+        except Exception as err:  # recorded in the run directory; go on with the next run
+            print(f"{cfg.run_id}: failed: {type(err).__name__}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        s = result.summary
+        print(f"{cfg.run_id}: {s['status']}, best val {s['primary_metric']} {s['best_val']}, "
+              f"test {s.get('test')}, run dir {result.run_dir}")
+    return min(failed, 100)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from nbhelpers.sweep.run import run_sweep
+    plan = _plan(args)
+    outcome = run_sweep(plan, workers=args.workers, backend=args.backend)
+    print(outcome.describe())
+    if args.report:
+        from nbhelpers.report import build_report
+        folder = build_report(plan.output_dir)
+        print(f"report written to {folder / 'index.html'}")
+    return min(outcome.failed, 100)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    params = Path(__file__).resolve().parent.parent / DEMO_PARAMS
+    argv = ["sweep", str(params), "--optimizers", "all", "--output-dir", args.output_dir,
+            "--workers", str(args.workers), "--no-progress", "--report"]
+    if args.epochs:
+        argv += ["--epochs", str(args.epochs)]
+    return main(argv)

@@ -1,0 +1,196 @@
+"""RunConfig: every knob of one run, its validation, and params-file loading.
+
+One frozen dataclass with one commented line per knob (after nanoGPT's configs). The
+names match the command-line flags of the seed guide (`--batch-size` is `batch_size`).
+`resolve_config()` replaces every 'auto'/None with the task's preset so the run
+directory records what actually ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from nbhelpers.errors import UserInputError
+from nbhelpers.registry import DATASETS, MODELS, OPTIMIZERS, TASKS, load_all
+
+SCHEDULERS = ("auto", "cosine", "plateau", "step", "multistep", "exponential", "onecycle",
+              "warmup_cosine", "warmup_linear", "inverse_sqrt", "none")
+LR_POLICIES = ("per_opt", "fixed")
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: a task, a dataset, a model, an optimizer and how to train them."""
+
+    task: str = "image_classification"     # one of the eight tasks
+    dataset: str | None = None             # None: the task's offline default
+    model: str = "cnn_scratch"             # a model registered for the task
+    optimizer: str = "adamw"               # one of the 16 (aliases accepted)
+    epochs: int = 20                       # maximum number of epochs
+    batch_size: int = 128                  # training batch size (evaluation uses the same)
+    lr: float | None = None                # None: decided by lr_policy
+    lr_policy: str = "per_opt"             # per_opt: the optimizer's researched LR; fixed: one LR for all
+    lr_overrides: str = ""                 # "sgd=5e-4,adam=3e-5": per-optimizer LRs that beat everything
+    weight_decay: float | None = None      # None: the optimizer family's heuristic
+    scheduler: str = "auto"                # auto: the task's preset (cosine for images)
+    scheduler_kwargs: Mapping[str, Any] = field(default_factory=dict)  # e.g. milestones for multistep
+    warmup_epochs: float = 0.0             # linear LR warm-up before any schedule
+    max_grad_norm: float | None = None     # None: task default; <= 0: no clipping
+    early_stopping_patience: int | None = None  # None: task default; <= 0: never stop early
+    label_smoothing: float | None = None   # None: task default
+    max_samples: int | None = None         # cap on the training split (and on val/test)
+    num_workers: int = 0                   # DataLoader worker processes
+    seed: int = 0                          # seeds torch, numpy and python's random
+    device: str = "auto"                   # auto | cpu | cuda | cuda:N | mps
+    amp: str = "off"                       # off | bf16 | fp16 (autocast; fp16 adds a GradScaler)
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)      # e.g. {"layers": 2}
+    optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"rho": 0.1} for SAM
+    sam_base: str | None = None            # SAM/GSAM base: None = sgd_momentum (images) / adamw (text)
+    target: float | None = None            # validation target for time-to-target; None: task default
+    data_dir: str | None = None            # where real datasets are cached; None: ~/.cache/nbhelpers
+    output_dir: str = "executed/adhoc"     # runs land in <output_dir>/runs/<run_id>/
+    grid: Mapping[str, Any] = field(default_factory=dict)  # grid values that named this run
+    resume: bool = False                   # continue from last.pt if the run directory has one
+    progress: bool = True                  # tqdm progress bars
+
+    @property
+    def run_id(self) -> str:
+        """<model>-<optimizer>[-<grid values>]-s<seed>."""
+        parts = [self.model, OPTIMIZERS.canonical(self.optimizer)]
+        for key, value in self.grid.items():
+            short = key.split(".")[-1]
+            if short in ("model", "optimizer"):
+                continue
+            parts.append(f"{short}{value}")
+        parts.append(f"s{self.seed}")
+        return "-".join(str(p) for p in parts)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / "runs" / self.run_id
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("model_kwargs", "optimizer_kwargs", "scheduler_kwargs", "grid"):
+            data[key] = dict(data[key])
+        return data
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def config_from_dict(values: Mapping[str, Any], *, source: str = "config") -> RunConfig:
+    """A RunConfig from a mapping, with a clear error for unknown keys."""
+    unknown = sorted(set(values) - set(FIELD_NAMES))
+    if unknown:
+        raise UserInputError(f"{source}: unknown setting(s) {', '.join(unknown)} "
+                             f"(accepted: {', '.join(FIELD_NAMES)})")
+    return RunConfig(**values)
+
+
+def validate_config(cfg: RunConfig) -> RunConfig:
+    """Check names and numbers; returns cfg with canonical names. Raises UserInputError."""
+    load_all()
+    task = TASKS.canonical(cfg.task)
+    spec = TASKS.get(task).meta["spec"]
+    dataset = DATASETS.canonical(cfg.dataset or spec.offline_dataset)
+    if DATASETS.get(dataset).meta.get("task") != task:
+        raise UserInputError(f"dataset {dataset!r} belongs to task "
+                             f"{DATASETS.get(dataset).meta.get('task')!r}, not {task!r} "
+                             f"(datasets for {task}: {', '.join(datasets_for(task))})")
+    model = MODELS.canonical(cfg.model)
+    if MODELS.get(model).meta.get("task") != task:
+        raise UserInputError(f"model {model!r} does not belong to task {task!r} "
+                             f"(models for {task}: {', '.join(models_for(task))})")
+    optimizer = OPTIMIZERS.canonical(cfg.optimizer)
+    if cfg.sam_base is not None:
+        OPTIMIZERS.canonical(cfg.sam_base)
+    _check_int("epochs", cfg.epochs, minimum=1)
+    _check_int("batch size", cfg.batch_size, minimum=1)
+    if cfg.max_samples is not None:
+        _check_int("max samples", cfg.max_samples, minimum=1)
+    _check_int("num workers", cfg.num_workers, minimum=0)
+    for name, value in (("learning rate", cfg.lr), ("weight decay", cfg.weight_decay),
+                        ("warmup epochs", cfg.warmup_epochs), ("label smoothing", cfg.label_smoothing)):
+        if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+            raise UserInputError(f"the {name} must be a number >= 0, got {value!r}")
+    if cfg.lr_policy not in LR_POLICIES:
+        raise UserInputError(f"unknown LR policy {cfg.lr_policy!r} (accepted: {', '.join(LR_POLICIES)})")
+    if cfg.scheduler not in SCHEDULERS:
+        raise UserInputError(f"unknown scheduler {cfg.scheduler!r} (accepted: {', '.join(SCHEDULERS)})")
+    if cfg.amp not in AMP_MODES:
+        raise UserInputError(f"unknown AMP mode {cfg.amp!r} (accepted: {', '.join(AMP_MODES)})")
+    _check_device(cfg.device)
+    from nbhelpers.optim import parse_lr_overrides  # late: optim imports torch
+    parse_lr_overrides(cfg.lr_overrides)
+    return cfg.replace(task=task, dataset=dataset, model=model, optimizer=optimizer)
+
+
+def resolve_config(cfg: RunConfig) -> RunConfig:
+    """Validate, then replace every task-dependent 'auto'/None with the task's preset."""
+    cfg = validate_config(cfg)
+    spec = TASKS.get(cfg.task).meta["spec"]
+    from nbhelpers.optim import default_sam_base, get_spec
+    opt = get_spec(cfg.optimizer)
+    return cfg.replace(
+        scheduler=spec.scheduler if cfg.scheduler == "auto" else cfg.scheduler,
+        max_grad_norm=spec.max_grad_norm if cfg.max_grad_norm is None else cfg.max_grad_norm,
+        early_stopping_patience=(spec.early_stopping_patience if cfg.early_stopping_patience is None
+                                 else cfg.early_stopping_patience),
+        label_smoothing=spec.label_smoothing if cfg.label_smoothing is None else cfg.label_smoothing,
+        target=spec.target if cfg.target is None else cfg.target,
+        sam_base=(cfg.sam_base or default_sam_base(cfg.task)) if opt.needs_closure else cfg.sam_base,
+    )
+
+
+def datasets_for(task: str) -> list[str]:
+    return [e.name for e in DATASETS if e.meta.get("task") == task]
+
+
+def models_for(task: str) -> list[str]:
+    return [e.name for e in MODELS if e.meta.get("task") == task]
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserInputError(f"the {name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _check_device(device: str) -> None:
+    ok = device in ("auto", "cpu", "cuda", "mps") or (
+        device.startswith("cuda:") and device[5:].isdigit())
+    if not ok:
+        raise UserInputError(f"unknown device {device!r} (accepted: auto, cpu, cuda, cuda:N, mps)")
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file into a dict; a malformed file is one clear error with its line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserInputError(f"params file {path} does not exist") from None
+    except OSError as err:
+        raise UserInputError(f"params file {path} cannot be read: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise UserInputError(f"params file {path} is malformed{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserInputError(f"params file {path} must hold a mapping of settings, not a {type(data).__name__}")
+    return data

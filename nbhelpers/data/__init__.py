@@ -1,0 +1,7 @@
+"""Datasets, one module per task family; importing this package registers them all.
+
+Each module registers its builders in nbhelpers.registry.DATASETS (the contract they share
+is in nbhelpers/data/base.py). Add a task family by adding its module's import below.
+"""
+
+from nbhelpers.data import images  # noqa: F401  (digits, mnist, cifar10)

@@ -1,0 +1,9 @@
+"""Models, one module per task family; importing this package registers them all.
+
+Each module registers its builders in nbhelpers.registry.MODELS, called as
+`builder(info=<DataBundle.info>, **model_kwargs)`. Add a task family by adding its
+module's import below.
+"""
+
+# cnn_scratch, resnet18, mnist_tiny, vgg11, efficientnet_b0, vit
+from nbhelpers.models import images  # noqa: F401

@@ -1,0 +1,137 @@
+"""Expand a params file (plus command-line flags) into the list of runs of a sweep.
+
+A params file holds RunConfig settings plus four sweep keys:
+
+    optimizers: all            # or a list, or "adam,adamw"
+    seeds: 3                   # seeds 0, 1, 2
+    grid:                      # cartesian product; keys are settings, "layers", or model_kwargs.X
+      layers: [1, 2]
+    experiments:               # an explicit list of runs instead (the PTB grid), each a dict of settings
+      - {model: lstm_lm, optimizer: adam, layers: 1}
+
+Flags on the command line beat the file. With `experiments`, --optimizers picks the
+experiments whose optimizer is listed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from nbhelpers.config import FIELD_NAMES, RunConfig, config_from_dict, load_params, validate_config
+from nbhelpers.errors import UserInputError
+
+SWEEP_KEYS = ("optimizers", "seeds", "grid", "experiments", "name", "description")
+NESTED = ("model_kwargs", "optimizer_kwargs", "scheduler_kwargs")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The runs of one sweep and where they go."""
+
+    name: str
+    output_dir: Path
+    configs: tuple[RunConfig, ...]
+    params_file: Path | None = None
+
+    @property
+    def task(self) -> str:
+        return self.configs[0].task
+
+
+def parse_optimizers(value: Any) -> list[str]:
+    from nbhelpers.optim import all_names, get_spec
+    if value is None:
+        return []
+    names = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    names = [str(n).strip() for n in names if str(n).strip()]
+    if any(n.lower() == "all" for n in names):
+        return all_names()
+    canonical = [get_spec(n).name for n in names]
+    return list(dict.fromkeys(canonical))  # keep order, drop repeats
+
+
+def apply_setting(values: dict[str, Any], key: str, value: Any, *, source: str) -> None:
+    """Set one setting; "layers" and "model_kwargs.X" go into the nested dicts."""
+    if key == "layers":
+        key = "model_kwargs.layers"
+    head, dot, tail = key.partition(".")
+    if dot and head in NESTED:
+        values[head] = {**values.get(head, {}), tail: value}
+    elif key in FIELD_NAMES:
+        values[key] = value
+    else:
+        raise UserInputError(f"{source}: unknown setting {key!r} (settings are RunConfig fields, "
+                             f"'layers', or model_kwargs.NAME)")
+
+
+def _grid_points(grid: Mapping[str, Any] | None, source: str) -> list[dict[str, Any]]:
+    if not grid:
+        return [{}]
+    if not isinstance(grid, Mapping):
+        raise UserInputError(f"{source}: 'grid' must map settings to lists of values")
+    keys = list(grid)
+    lists = [v if isinstance(v, list) else [v] for v in grid.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*lists)]
+
+
+def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> Plan:
+    """All runs for a params file (optional) and the command line's flags."""
+    file_values = load_params(params) if params else {}
+    source = str(params) if params else "command line"
+    settings: dict[str, Any] = {}
+    for key, value in file_values.items():
+        if key not in SWEEP_KEYS:
+            apply_setting(settings, key, value, source=source)
+    cli = dict(overrides)
+    cli_optimizers = parse_optimizers(cli.pop("optimizers", None))
+    cli_seeds = cli.pop("seeds", None)
+    cli_seed = cli.get("seed")
+    for key, value in cli.items():
+        apply_setting(settings, key, value, source="command line")
+
+    if cli_seeds:
+        seeds = list(range(cli_seeds))
+    elif cli_seed is not None:
+        seeds = [cli_seed]
+    elif file_values.get("seeds"):
+        seeds = list(range(int(file_values["seeds"])))
+    else:
+        seeds = [settings.get("seed", 0)]
+
+    experiments = file_values.get("experiments")
+    if experiments:
+        points = [dict(e) for e in experiments]
+        if cli_optimizers:
+            points = [p for p in points if parse_optimizers(p.get("optimizer", "adamw"))[0] in cli_optimizers]
+    else:
+        optimizers = cli_optimizers or parse_optimizers(file_values.get("optimizers")) or [
+            settings.get("optimizer", "adamw")]
+        points = [{"optimizer": opt, **point} for opt in optimizers
+                  for point in _grid_points(file_values.get("grid"), source)]
+    if not points:
+        raise UserInputError(f"{source}: no runs to do (check --optimizers against the experiments listed)")
+
+    name = str(file_values.get("name") or (Path(params).stem if params else "adhoc"))
+    output_dir = Path(settings.get("output_dir") or Path("executed") / name)
+    settings["output_dir"] = str(output_dir)
+    configs = []
+    for point in points:
+        values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in settings.items()}
+        grid: dict[str, Any] = {}
+        for key, value in point.items():
+            apply_setting(values, key, value, source=source)
+            if key not in ("optimizer", "model", "task", "dataset"):
+                grid[key.split(".")[-1]] = value
+        for seed in seeds:
+            cfg = config_from_dict({**values, "seed": seed, "grid": grid}, source=source)
+            configs.append(validate_config(cfg))
+    run_ids = [c.run_id for c in configs]
+    duplicates = sorted({r for r in run_ids if run_ids.count(r) > 1})
+    if duplicates:
+        raise UserInputError(f"{source}: two runs would share the run id {duplicates[0]!r}; "
+                             "give them different settings or seeds")
+    return Plan(name=name, output_dir=output_dir, configs=tuple(configs),
+                params_file=Path(params) if params else None)

@@ -1,0 +1,56 @@
+"""What a task is: its loss, its metrics, and its training defaults.
+
+The Trainer knows nothing of a particular task. Per batch it calls `task.forward(model,
+batch)`, which returns the loss to minimise and a dict of *sums* (tensors, kept on the
+device so no step waits for a host copy); per epoch it adds those sums up and calls
+`task.summarize(totals)` to turn them into metrics such as accuracy or perplexity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task's name, primary metric and the defaults that `auto` resolves to."""
+
+    name: str
+    description: str
+    primary_metric: str
+    higher_is_better: bool
+    metrics: tuple[str, ...]               # every metric summarize() returns besides "loss"
+    offline_dataset: str
+    scheduler: str                         # what --scheduler auto means
+    max_grad_norm: float | None            # None: no clipping
+    early_stopping_patience: int
+    label_smoothing: float = 0.0
+    target: float | None = None            # validation primary metric for "time to target"
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # epochs, batch_size for the task
+
+
+class Task:
+    """Base class: subclasses set `spec` and implement forward() and summarize()."""
+
+    spec: TaskSpec
+
+    def __init__(self, *, label_smoothing: float | None = None, info: Mapping[str, Any] | None = None):
+        self.label_smoothing = self.spec.label_smoothing if label_smoothing is None else label_smoothing
+        self.info = dict(info or {})
+
+    def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean loss of the batch (to backpropagate) and additive statistics (sums)."""
+        raise NotImplementedError  # abstract: each task module implements it
+
+    def summarize(self, totals: Mapping[str, float]) -> dict[str, float]:
+        """Metrics, including "loss", from statistics summed over an epoch."""
+        raise NotImplementedError  # abstract: each task module implements it
+
+    def batch_size(self, batch: Any) -> int:
+        """Number of samples in a batch (for samples per second)."""
+        first = batch[0] if isinstance(batch, (tuple, list)) else next(iter(batch.values()))
+        return int(first.shape[0])
