@@ -1,0 +1,69 @@
+"""Reports of one sweep: run directories in; tables, figures and HTML out.
+
+`report/` reads only run directories (docs/run_directory.md), never a live
+Trainer. The usual entry point is `build_report(sweep_dir)`, which writes
+`<sweep_dir>/report/`; the pieces below serve the report notebook and anyone
+who wants the numbers in pandas.
+
+    runs = load_runs(sweep_dir)            # one row per run
+    histories = load_histories(sweep_dir)  # one row per run and epoch
+    table = results_table(runs)            # sorted, seeds aggregated, best in bold
+    to_markdown(table); to_latex(table); to_html(table); to_csv(table)
+    for fig in make_figures(runs, histories): png_bytes(fig.figure), fig.caption
+"""
+
+from nbhelpers.report.build import build_report, write_atomic
+from nbhelpers.report.html import index_page, notebook_to_html
+from nbhelpers.report.load import find_sweep_dir, load_histories, load_runs
+from nbhelpers.report.plots import (
+    FigureWithCaption,
+    curves_figure,
+    make_figures,
+    memory_figure,
+    png_bytes,
+    use_log_scale,
+)
+from nbhelpers.report.tables import (
+    ResultsTable,
+    format_metric,
+    human_bytes,
+    human_count,
+    human_duration,
+    metric_info,
+    primary_metric,
+    results_table,
+    sort_runs,
+    to_csv,
+    to_html,
+    to_latex,
+    to_markdown,
+)
+
+__all__ = [
+    "FigureWithCaption",
+    "ResultsTable",
+    "build_report",
+    "curves_figure",
+    "find_sweep_dir",
+    "format_metric",
+    "human_bytes",
+    "human_count",
+    "human_duration",
+    "index_page",
+    "load_histories",
+    "load_runs",
+    "make_figures",
+    "memory_figure",
+    "metric_info",
+    "notebook_to_html",
+    "png_bytes",
+    "primary_metric",
+    "results_table",
+    "sort_runs",
+    "to_csv",
+    "to_html",
+    "to_latex",
+    "to_markdown",
+    "use_log_scale",
+    "write_atomic",
+]

@@ -1,0 +1,182 @@
+"""build_report(): one sweep's run directories in, `<sweep_dir>/report/` out.
+
+Everything is written under report/ and nothing else: runs/ and notebooks/
+belong to the sweep and are only read. Every file is written to a temporary
+name in the same folder and moved into place with os.replace, so a report
+interrupted at any instant leaves each file either old or new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+import nbhelpers
+from nbhelpers.report.html import FigureEntry, RunEntry, index_page, notebook_to_html
+from nbhelpers.report.load import load_histories, load_runs
+from nbhelpers.report.plots import make_figures, png_bytes
+from nbhelpers.report.tables import results_table, sort_runs, to_csv, to_html, to_latex, to_markdown
+
+REPORT_NOTEBOOK = Path(nbhelpers.__file__).resolve().parent.parent / "notebooks" / "report.py"
+
+
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _export_run_notebooks(sweep_dir: Path, report_dir: Path, run_ids: list[str]) -> dict[str, str]:
+    """run_id -> relative href of its notebook HTML, for runs whose executed notebook exists."""
+    hrefs = {}
+    for run_id in run_ids:
+        source = sweep_dir / "notebooks" / f"{run_id}.ipynb"
+        if not source.is_file():
+            continue  # runs made with `python -m nbhelpers run` have no notebook
+        try:
+            page = notebook_to_html(source, title=run_id)
+        except Exception as exc:  # one unreadable notebook must not sink the report
+            warnings.warn(f"cannot export {source} to HTML: {exc}", stacklevel=2)
+            continue
+        write_atomic(report_dir / "notebooks" / f"{run_id}.html", page)
+        hrefs[run_id] = f"notebooks/{run_id}.html"
+    return hrefs
+
+
+@contextlib.contextmanager
+def _package_importable_by_kernel():
+    """Let the kernel import this same nbhelpers, installed or not, via PYTHONPATH for its lifetime."""
+    root = str(Path(nbhelpers.__file__).resolve().parent.parent)
+    old = os.environ.get("PYTHONPATH")
+    paths = old.split(os.pathsep) if old else []
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def _execute_report_notebook(sweep_dir: Path, report_dir: Path) -> bool:
+    """Execute notebooks/report.py into report/report.ipynb and export it to report.html.
+
+    Returns False (with a warning) when the notebook source is not there, as in
+    an installation without the repository. A failing notebook is still saved
+    and exported, so its error is readable, before the error is raised again.
+    """
+    if not REPORT_NOTEBOOK.is_file():
+        warnings.warn(f"report notebook {REPORT_NOTEBOOK} not found; skipping report.ipynb and report.html",
+                      stacklevel=3)
+        return False
+    import jupytext  # imported here: only this step needs the notebook tool chain
+    import papermill
+
+    notebook = jupytext.read(REPORT_NOTEBOOK)
+    output = report_dir / "report.ipynb"
+    # papermill saves after every cell; running into a temporary name keeps report.ipynb whole.
+    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".ipynb", dir=report_dir)
+    os.close(fd)
+    error = None
+    try:
+        with _package_importable_by_kernel():
+            papermill.execute_notebook(
+                notebook, tmp, parameters={"sweep_dir": str(sweep_dir)},
+                kernel_name="python3", progress_bar=False,
+            )
+    except papermill.PapermillExecutionError as exc:
+        error = exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.replace(tmp, output)
+    write_atomic(report_dir / "report.html", notebook_to_html(output, title=f"Report: {sweep_dir.name}"))
+    if error is not None:
+        raise error
+    return True
+
+
+def _values(runs: pd.DataFrame, column: str) -> str:
+    return ", ".join(sorted({str(v) for v in runs.get(column, []) if isinstance(v, str) and v})) or "unknown"
+
+
+def _title(sweep_dir: Path, runs: pd.DataFrame) -> str:
+    return f"{sweep_dir.name}: {_values(runs, 'task')} on {_values(runs, 'dataset')}"
+
+
+def _subtitle(runs: pd.DataFrame) -> str:
+    return (f"Optimizer comparison · models: {_values(runs, 'model')} · "
+            f"optimizers: {_values(runs, 'optimizer')} · {len(runs)} runs")
+
+
+def build_report(sweep_dir: Path, *, execute_notebook: bool = True) -> Path:
+    """Write `<sweep_dir>/report/` (index.html, results.csv/.md/.tex, PNG figures, notebook HTML) and return it.
+
+    With `execute_notebook`, notebooks/report.py is also executed with papermill
+    into report/report.ipynb and exported to report/report.html.
+    Raises UserInputError when the sweep has no runs.
+    """
+    sweep_dir = Path(sweep_dir).expanduser().resolve()
+    runs = load_runs(sweep_dir)
+    histories = load_histories(sweep_dir)
+    report_dir = sweep_dir / "report"
+    report_dir.mkdir(exist_ok=True)
+
+    table = results_table(runs)
+    write_atomic(report_dir / "results.csv", to_csv(table))
+    write_atomic(report_dir / "results.md", to_markdown(table))
+    write_atomic(report_dir / "results.tex", to_latex(table))
+
+    figures = []
+    for item in make_figures(runs, histories):
+        write_atomic(report_dir / item.filename, png_bytes(item.figure))
+        figures.append(FigureEntry(item.filename, item.caption))
+
+    ordered = sort_runs(runs)
+    notebook_hrefs = _export_run_notebooks(sweep_dir, report_dir, list(ordered["run_id"]))
+
+    error = None
+    if execute_notebook:
+        try:
+            _execute_report_notebook(sweep_dir, report_dir)
+        except Exception as exc:  # still write index.html, then report the failure
+            error = exc
+
+    entries = []
+    for _, run in ordered.iterrows():
+        details_path = Path(run["run_dir"]) / "details.txt"
+        details = details_path.read_text(encoding="utf-8", errors="replace") if details_path.is_file() else None
+        entries.append(RunEntry(str(run["run_id"]), str(run.get("status", "unknown")),
+                                notebook_hrefs.get(run["run_id"]), details))
+    page = index_page(
+        title=_title(sweep_dir, runs),
+        subtitle=_subtitle(runs),
+        table_html=to_html(table),
+        figures=figures,
+        runs=entries,
+        report_notebook_href="report.html" if (report_dir / "report.html").is_file() else None,
+        downloads=["results.csv", "results.md", "results.tex"],
+        skipped=runs.attrs.get("skipped"),
+    )
+    write_atomic(report_dir / "index.html", page)
+    if error is not None:
+        raise error
+    return report_dir

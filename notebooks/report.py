@@ -1,0 +1,89 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Sweep report
+#
+# One sweep, read back from its run directories: the results table, the learning
+# curves and the memory use of every run. `python -m nbhelpers report <sweep>`
+# executes this notebook with papermill into `<sweep>/report/report.ipynb`;
+# opened by hand, it reads the sweep named below, or the newest one under
+# `executed/` when `sweep_dir` is left empty.
+
+# %% tags=["parameters"]
+sweep_dir: str = ""  # folder of one sweep (holds runs/)
+
+# %%
+from IPython.display import HTML, Image, Markdown, display
+
+from nbhelpers.report import (
+    find_sweep_dir,
+    load_histories,
+    load_runs,
+    make_figures,
+    png_bytes,
+    results_table,
+    to_html,
+)
+
+sweep = find_sweep_dir(sweep_dir)
+runs = load_runs(sweep)
+histories = load_histories(sweep)
+print(f"{sweep}: {len(runs)} runs, {len(histories)} epochs recorded")
+
+# %% [markdown]
+# ## Results
+
+# %% tags=["remove-input"]
+table = results_table(runs)
+display(HTML(to_html(table)))
+
+# %% [markdown]
+# ## How to read the table
+#
+# - **One row per configuration** (model, layers, optimizer and any other grid
+#   value). Rows are sorted by architecture, then layers, then optimizer, and `#`
+#   numbers them in that order, so "experiment 3" means the same row everywhere.
+# - **train / val / test** are read at the *best epoch*, the epoch with the best
+#   validation value of the primary metric; test numbers come from the checkpoint
+#   saved at that epoch. A large gap between train and val means overfitting.
+# - **Bold** marks the best configuration of each architecture (on test when a
+#   test split was evaluated, else on validation), respecting whether higher or
+#   lower is better.
+# - With several seeds a cell reads *mean ± standard deviation* and `n` counts
+#   the seeds; differences smaller than the ± are not worth a conclusion.
+# - **ep. to / time to** the target say how fast a run first reached the task's
+#   target on validation; *never* means it did not.
+# - **status** flags runs to treat with care: *diverged* (the loss became NaN or
+#   infinite, numbers are from before that) and *failed* (an error; no numbers).
+#
+# The caption under the table defines every abbreviation.
+
+# %% [markdown]
+# ## Curves and memory
+#
+# Solid lines are training values, dashed lines validation values; each run has
+# one colour. Compare optimizers along the **epoch** axis for sample efficiency
+# and along the **training time** axis for cost: an optimizer that wins per
+# epoch can lose per second when its steps are more expensive (SAM and GSAM take
+# two passes per step). Perplexity-like metrics switch to a logarithmic axis
+# when runs differ by more than a factor of ten. A curve that stops early
+# belongs to a run that diverged or stopped early. A widening gap between the
+# solid and dashed line of one colour is overfitting.
+
+# %% tags=["remove-input"]
+for number, item in enumerate(make_figures(runs, histories), start=1):
+    display(Image(data=png_bytes(item.figure), format="png"))
+    display(Markdown(f"**Figure {number}.** {item.caption}"))
