@@ -63,6 +63,7 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """<model>-<optimizer>[-<grid values>]-s<seed>."""
+        import nbhelpers.optim  # noqa: F401  (registers the optimizer names and aliases)
         parts = [self.model, OPTIMIZERS.canonical(self.optimizer)]
         for key, value in self.grid.items():
             short = key.split(".")[-1]

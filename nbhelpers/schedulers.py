@@ -85,7 +85,8 @@ class LRSchedule:
                 group["lr"] = base * factor
 
     def after_epoch(self, val_loss: float | None) -> None:
-        if self.step_count < self.warmup_steps:
+        # Epoch-based schedules start counting once the warm-up is over.
+        if self.step_count <= self.warmup_steps:
             return
         if self.name in PER_EPOCH:
             self.inner.step()
@@ -103,9 +104,7 @@ class LRSchedule:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:
-        inner = self.inner.state_dict()
-        inner.pop("lr_lambdas", None)
-        return {"step_count": self.step_count, "inner": inner}
+        return {"step_count": self.step_count, "inner": self.inner.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = state["step_count"]

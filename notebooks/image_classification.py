@@ -35,13 +35,13 @@ epochs: int = 10  # maximum number of epochs
 batch_size: int = 64  # training batch size
 lr: float = None  # learning rate; None: decided by lr_policy
 lr_policy: str = "per_opt"  # per_opt: the optimizer's researched default; fixed: one LR for all
-lr_overrides: str = ""  # per-optimizer LRs, e.g. "sgd=5e-4,adam=3e-5"
+lr_overrides: str = ""  # per-optimizer LRs in the --lr-overrides format
 weight_decay: float = None  # None: the optimizer family's heuristic
 scheduler: str = "auto"  # auto (cosine for images), cosine, plateau, step, onecycle, ...
 scheduler_kwargs: dict = {}  # e.g. {"milestones": [30, 60]} for multistep
 warmup_epochs: float = 0.0  # linear LR warm-up before the schedule
-max_grad_norm: float = None  # None: task default (off for images); <= 0: off
-early_stopping_patience: int = None  # None: task default (10); <= 0: off
+max_grad_norm: float = None  # None: task default (off for images); 0 or less: off
+early_stopping_patience: int = None  # None: task default (10); 0 or less: off
 label_smoothing: float = None  # None: task default (0.1)
 max_samples: int = None  # cap on the training split (and on validation/test)
 num_workers: int = 0  # DataLoader worker processes

@@ -86,10 +86,10 @@ def _execute_report_notebook(sweep_dir: Path, report_dir: Path) -> bool:
         warnings.warn(f"report notebook {REPORT_NOTEBOOK} not found; skipping report.ipynb and report.html",
                       stacklevel=3)
         return False
-    import jupytext  # imported here: only this step needs the notebook tool chain
-    import papermill
+    import papermill  # imported here: only this step needs the notebook tool chain
 
-    notebook = jupytext.read(REPORT_NOTEBOOK)
+    from nbhelpers.sweep.notebooks import read_notebook
+    notebook = read_notebook(REPORT_NOTEBOOK)
     output = report_dir / "report.ipynb"
     # papermill saves after every cell; running into a temporary name keeps report.ipynb whole.
     fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".ipynb", dir=report_dir)

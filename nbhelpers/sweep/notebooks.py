@@ -28,13 +28,24 @@ def notebook_for(task: str) -> Path:
     return path
 
 
+def read_notebook(path: Path):
+    """A percent-format .py notebook as the NotebookNode papermill expects.
+
+    papermill's own loader gives every cell a `tags` list; a node handed over directly
+    must have them too, or papermill fails looking for the parameters cell.
+    """
+    import jupytext
+    nb = jupytext.read(path)
+    for cell in nb.cells:
+        cell.metadata.setdefault("tags", [])
+    return nb
+
+
 @lru_cache(maxsize=None)
 def notebook_parameters(path: Path) -> tuple[str, ...]:
     """Names declared in the notebook's cell tagged `parameters`."""
-    import jupytext
     from papermill.inspection import _infer_parameters
-    nb = jupytext.read(path)
-    return tuple(p.name for p in _infer_parameters(nb))
+    return tuple(p.name for p in _infer_parameters(read_notebook(path)))
 
 
 def run_parameters(cfg: RunConfig, notebook: Path) -> dict[str, Any]:
@@ -56,7 +67,6 @@ def execute_run(cfg: RunConfig, output_notebook: Path, *, threads: int | None = 
     papermill writes the output notebook even when a cell fails (with an error banner),
     so a failed run can be read in its notebook.
     """
-    import jupytext
     import papermill
 
     if threads:
@@ -67,5 +77,5 @@ def execute_run(cfg: RunConfig, output_notebook: Path, *, threads: int | None = 
     parameters = run_parameters(cfg, notebook)
     output_notebook = Path(output_notebook).resolve()
     output_notebook.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(jupytext.read(notebook), str(output_notebook), parameters=parameters,
+    papermill.execute_notebook(read_notebook(notebook), str(output_notebook), parameters=parameters,
                                kernel_name="python3", progress_bar=False, start_timeout=START_TIMEOUT_S)

@@ -240,12 +240,12 @@ class Trainer:
                 totals[key] = totals[key] + value if key in totals else value.detach().clone()
             samples += self.task.batch_size(batch)
             if step % self._check_every == 0 and not torch.isfinite(loss.detach()):
-                raise Diverged(f"the training loss became {float(loss)} in epoch {epoch}, step {step + 1}")
+                raise Diverged(f"the training loss became {float(loss.detach())} in epoch {epoch}, step {step + 1}")
             if self.schedule is not None:
                 self.schedule.after_batch()
             self._memory.sample(step)
             if bar.disable is False and step % 20 == 0:
-                bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
             bar.update()
         seconds = timer.stop()
         bar.close()
@@ -298,6 +298,8 @@ class Trainer:
                 status, error = "diverged", str(err)
                 self.state.history.append({"epoch": epoch, "wall_s": self.state.train_time_s,
                                            "train_loss": float("nan"), "lr": lr, "diverged": True})
+                if self.run_dir is not None:  # keep the history; last.pt stays at the last good epoch
+                    write_jsonl(self.run_dir.history, self.state.history)
                 break
             self.state.train_time_s += train["train_s"]
             val = self.evaluate(val_loader)

@@ -1,0 +1,20 @@
+"""Shared fixtures: small, fast configurations on the offline data."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Two cores: keep each test process from starting more threads than there are cores.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """A RunConfig for a run of a few seconds on digits."""
+    from nbhelpers.config import RunConfig
+    return RunConfig(task="image_classification", dataset="digits", model="cnn_scratch",
+                     optimizer="adamw", epochs=2, batch_size=32, max_samples=160,
+                     model_kwargs={"hidden": 32}, output_dir=str(tmp_path / "out"), progress=False)
