@@ -6,7 +6,6 @@ PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraint
 
 install:
 	$(PIP) -e ".[test,text]"
-	$(PYTHON) -m ipykernel install --user --name python3 >/dev/null
 
 demo: install
 	$(PYTHON) -m nbhelpers demo

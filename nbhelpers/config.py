@@ -69,7 +69,7 @@ class RunConfig:
             short = key.split(".")[-1]
             if short in ("model", "optimizer"):
                 continue
-            parts.append(f"{short}{value}")
+            parts.append(f"{short}{value:g}" if isinstance(value, float) else f"{short}{value}")
         parts.append(f"s{self.seed}")
         return "-".join(str(p) for p in parts)
 

@@ -7,6 +7,11 @@ import os
 import pytest
 import torch
 
+# No test may reach the network: real loaders use only what a test wrote itself.
+os.environ["NBHELPERS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
 # Two cores: keep each test process from starting more threads than there are cores.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -125,7 +125,10 @@ class Experiment:
     def load_data(self) -> DataBundle:
         builder = DATASETS.get(self.cfg.dataset).factory
         data_dir = Path(self.cfg.data_dir).expanduser() if self.cfg.data_dir else default_data_dir()
-        self.data = builder(data_dir=data_dir, max_samples=self.cfg.max_samples, seed=self.cfg.seed)
+        # NBHELPERS_OFFLINE=1 (set by the tests) forbids downloads: only cached data is used.
+        download = os.environ.get("NBHELPERS_OFFLINE", "0") != "1"
+        self.data = builder(data_dir=data_dir, max_samples=self.cfg.max_samples, seed=self.cfg.seed,
+                            download=download)
         self.task = TASKS.get(self.cfg.task).factory(label_smoothing=self.cfg.label_smoothing,
                                                      info=self.data.info)
         return self.data

@@ -99,5 +99,9 @@ class RunDir:
         return summary.get("status") if summary else None
 
     def is_finished(self) -> bool:
-        """Finished runs (completed or stopped early) are skipped by --resume."""
-        return self.status() in ("completed", "early_stopped")
+        """Runs with a final outcome (completed, stopped early, diverged) are skipped by --resume.
+
+        A diverged run would diverge again from its last checkpoint; a failed or interrupted
+        one is run again (continuing from last.pt when it has one).
+        """
+        return self.status() in ("completed", "early_stopped", "diverged")
