@@ -61,3 +61,21 @@ def test_image_classification_notebook_runs_under_papermill(tmp_path):
     assert "parameters" in text and "test:" in text
     images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 2          # the sample images and the learning curves
+
+
+def test_optimizers_notebook_draws_every_landscape_and_keeps_the_widget_out_of_html(tmp_path):
+    from nbhelpers.report.html import notebook_to_html
+    out = tmp_path / "optimizers.ipynb"
+    papermill.execute_notebook(read_notebook(NOTEBOOK_DIR / "optimizers.py"), str(out),
+                               parameters={"steps": 20, "tune_lr": False}, kernel_name="python3",
+                               progress_bar=False, start_timeout=120)
+    executed = nbformat.read(out, as_version=4)
+    figures = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(figures) >= 3                                  # one per landscape (plus the widget's)
+    markdown = "".join(str(o.get("data", {}).get("text/markdown", ""))
+                       for c in executed.cells for o in c.get("outputs", []))
+    assert markdown.count("$$") >= 32                         # 16 equations
+    widget_cells = [c for c in executed.cells if "remove-cell" in c.metadata.get("tags", [])]
+    assert len(widget_cells) == 1 and "interact" in widget_cells[0].source
+    html = notebook_to_html(out)
+    assert "widgets.interact" not in html and "Paths on 2-D landscapes" in html

@@ -55,3 +55,39 @@ def update_rule(name: str) -> str:
     spec = get_spec(name)
     return (f"**{spec.name}**: {spec.description} ({spec.paper}).\n\n"
             f"$$\n{UPDATE_RULES[spec.name]}\n$$")
+
+
+# The same rules as the few lines of per-tensor PyTorch that do them (state: m, v, b, s;
+# t counts steps from 1). The package's implementations add foreach paths and checks.
+UPDATE_CODE: dict[str, str] = {
+    "sgd": "p -= lr * (g + wd * p)",
+    "sgd_momentum": "b = mu * b + (g + wd * p)\np -= lr * b",
+    "rmsprop": "v = alpha * v + (1 - alpha) * g**2\np -= lr * g / (v.sqrt() + eps)",
+    "adagrad": "s += g**2\np -= lr * g / (s.sqrt() + eps)",
+    "adadelta": ("v = rho * v + (1 - rho) * g**2\nd = (u + eps).sqrt() / (v + eps).sqrt() * g\n"
+                 "u = rho * u + (1 - rho) * d**2\np -= lr * d"),
+    "adam": ("g = g + wd * p\nm = b1 * m + (1 - b1) * g\nv = b2 * v + (1 - b2) * g**2\n"
+             "p -= lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)"),
+    "adamw": ("p *= 1 - lr * wd\nm = b1 * m + (1 - b1) * g\nv = b2 * v + (1 - b2) * g**2\n"
+              "p -= lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)"),
+    "radam": ("m = b1 * m + (1 - b1) * g;  v = b2 * v + (1 - b2) * g**2\n"
+              "rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)\n"
+              "step = r_t * m_hat / (v_hat.sqrt() + eps) if rho_t > 5 else m_hat\np -= lr * step"),
+    "lion": "c = b1 * m + (1 - b1) * g\np -= lr * (c.sign() + wd * p)\nm = b2 * m + (1 - b2) * g",
+    "lars": ("d = g + wd * p\nif p.ndim >= 2: d *= eta * p.norm() / d.norm()\n"
+             "b = mu * b + d   # b = d at the first step\np -= lr * b"),
+    "lamb": ("m = b1 * m + (1 - b1) * g;  v = b2 * v + (1 - b2) * g**2\n"
+             "r = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps) + wd * p\n"
+             "if p.ndim >= 2: r *= p.norm() / r.norm()\np -= lr * r"),
+    "adabelief": ("p *= 1 - lr * wd\nm = b1 * m + (1 - b1) * g\ns = b2 * s + (1 - b2) * (g - m)**2 + eps\n"
+                  "p -= lr * (m / (1 - b1**t)) / ((s / (1 - b2**t)).sqrt() + eps)"),
+    "yogi": ("m = b1 * m + (1 - b1) * g\nv = v - (1 - b2) * (v - g**2).sign() * g**2\n"
+             "p -= lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)"),
+    "adafactor": ("row = b2t * row + (1 - b2t) * (g**2).mean(1);  col = b2t * col + (1 - b2t) * (g**2).mean(0)\n"
+                  "u = g / (row[:, None] * col[None, :] / row.mean()).sqrt()\n"
+                  "u /= max(1, rms(u) / d)\np -= min(lr, t**-0.5) * max(eps2, rms(p)) * u"),
+    "sam": ("e = rho * g / g.norm()        # norm over all parameters\np += e;  g = grad(loss, p)\n"
+            "p -= e;  base.step(g)"),
+    "gsam": ("e = rho * g / g.norm()\np += e;  gp = grad(loss, p);  p -= e\n"
+             "g_perp = g - (g @ gp) / (gp @ gp) * gp\nbase.step(gp - alpha * g_perp)"),
+}
