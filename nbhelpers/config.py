@@ -31,10 +31,10 @@ class RunConfig:
 
     task: str = "image_classification"     # one of the eight tasks
     dataset: str | None = None             # None: the task's offline default
-    model: str = "cnn_scratch"             # a model registered for the task
+    model: str | None = None               # None: the task's default model
     optimizer: str = "adamw"               # one of the 16 (aliases accepted)
-    epochs: int = 20                       # maximum number of epochs
-    batch_size: int = 128                  # training batch size (evaluation uses the same)
+    epochs: int | None = None              # maximum number of epochs; None: the task's default
+    batch_size: int | None = None          # training batch size (evaluation too); None: task default
     lr: float | None = None                # None: decided by lr_policy
     lr_policy: str = "per_opt"             # per_opt: the optimizer's researched LR; fixed: one LR for all
     lr_overrides: str = ""                 # "sgd=5e-4,adam=3e-5": per-optimizer LRs that beat everything
@@ -109,15 +109,17 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         raise UserInputError(f"dataset {dataset!r} belongs to task "
                              f"{DATASETS.get(dataset).meta.get('task')!r}, not {task!r} "
                              f"(datasets for {task}: {', '.join(datasets_for(task))})")
-    model = MODELS.canonical(cfg.model)
+    model = MODELS.canonical(cfg.model or spec.defaults.get("model") or models_for(task)[0])
     if MODELS.get(model).meta.get("task") != task:
         raise UserInputError(f"model {model!r} does not belong to task {task!r} "
                              f"(models for {task}: {', '.join(models_for(task))})")
     optimizer = OPTIMIZERS.canonical(cfg.optimizer)
     if cfg.sam_base is not None:
         OPTIMIZERS.canonical(cfg.sam_base)
-    _check_int("epochs", cfg.epochs, minimum=1)
-    _check_int("batch size", cfg.batch_size, minimum=1)
+    epochs = spec.defaults.get("epochs", 20) if cfg.epochs is None else cfg.epochs
+    batch_size = spec.defaults.get("batch_size", 128) if cfg.batch_size is None else cfg.batch_size
+    _check_int("epochs", epochs, minimum=1)
+    _check_int("batch size", batch_size, minimum=1)
     if cfg.max_samples is not None:
         _check_int("max samples", cfg.max_samples, minimum=1)
     _check_int("num workers", cfg.num_workers, minimum=0)
@@ -134,7 +136,8 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     _check_device(cfg.device)
     from nbhelpers.optim import parse_lr_overrides  # late: optim imports torch
     parse_lr_overrides(cfg.lr_overrides)
-    return cfg.replace(task=task, dataset=dataset, model=model, optimizer=optimizer)
+    return cfg.replace(task=task, dataset=dataset, model=model, optimizer=optimizer, epochs=epochs,
+                       batch_size=batch_size)
 
 
 def resolve_config(cfg: RunConfig) -> RunConfig:

@@ -12,8 +12,11 @@ os.environ["NBHELPERS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-# Two cores: keep each test process from starting more threads than there are cores.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread per process: tests run beside papermill kernels and other processes on two
+# cores, and an oversubscribed core makes a training step up to 100x slower. Kernels that
+# the tests start inherit OMP_NUM_THREADS.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 @pytest.fixture

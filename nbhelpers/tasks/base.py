@@ -30,7 +30,7 @@ class TaskSpec:
     early_stopping_patience: int
     label_smoothing: float = 0.0
     target: float | None = None            # validation primary metric for "time to target"
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # epochs, batch_size for the task
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # model, epochs, batch_size for the task
 
 
 class Task:

@@ -25,7 +25,7 @@ class ImageClassification(Task):
         early_stopping_patience=10,
         label_smoothing=0.1,
         target=0.99,                # the 'epochs to 99%' column of the MNIST report
-        defaults={"epochs": 20, "batch_size": 128},
+        defaults={"model": "cnn_scratch", "epochs": 20, "batch_size": 128},
     )
 
     def forward(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
