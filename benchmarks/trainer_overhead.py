@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/trainer_overhead.md")
     args = parser.parse_args()
     rows = [measure(case, args.repeats) for case in (args.case or ["cnn_scratch"])]
-    lines = [f"# Trainer overhead over a bare PyTorch loop",
+    lines = ["# Trainer overhead over a bare PyTorch loop",
              "",
              f"Measured {datetime.date.today()} with `python benchmarks/trainer_overhead.py "
              f"{' '.join('--case ' + r['case'] for r in rows)} --repeats {args.repeats}`; torch {torch.__version__}, "

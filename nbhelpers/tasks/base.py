@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -54,3 +55,26 @@ class Task:
         """Number of samples in a batch (for samples per second)."""
         first = batch[0] if isinstance(batch, (tuple, list)) else next(iter(batch.values()))
         return int(first.shape[0])
+
+
+class ClassificationTask(Task):
+    """Cross-entropy with label smoothing and accuracy; subclasses say where logits come from."""
+
+    def logits_and_labels(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError  # abstract: each classification task implements it
+
+    def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits, labels = self.logits_and_labels(model, batch)
+        # float(): under autocast the logits may be half precision; the loss should not be.
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        n = labels.shape[0]
+        stats = {
+            "loss_sum": loss.detach() * n,
+            "correct": (logits.detach().argmax(dim=1) == labels).sum(),
+            "count": torch.tensor(n, device=labels.device),
+        }
+        return loss, stats
+
+    def summarize(self, totals: Mapping[str, float]) -> dict[str, float]:
+        count = max(float(totals["count"]), 1.0)
+        return {"loss": float(totals["loss_sum"]) / count, "accuracy": float(totals["correct"]) / count}

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Mapping
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nbhelpers.registry import TASKS
-from nbhelpers.tasks.base import Task, TaskSpec
+from nbhelpers.tasks.base import ClassificationTask, TaskSpec
 
 
-class ImageClassification(Task):
+class ImageClassification(ClassificationTask):
     spec = TaskSpec(
         name="image_classification",
         description="classify an image into one of N classes (accuracy)",
@@ -28,21 +25,9 @@ class ImageClassification(Task):
         defaults={"model": "cnn_scratch", "epochs": 20, "batch_size": 128},
     )
 
-    def forward(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def logits_and_labels(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        n = labels.shape[0]
-        stats = {
-            "loss_sum": loss.detach().float() * n,
-            "correct": (logits.detach().argmax(dim=1) == labels).sum(),
-            "count": torch.tensor(n, device=labels.device),
-        }
-        return loss, stats
-
-    def summarize(self, totals: Mapping[str, float]) -> dict[str, float]:
-        count = max(float(totals["count"]), 1.0)
-        return {"loss": float(totals["loss_sum"]) / count, "accuracy": float(totals["correct"]) / count}
+        return model(images), labels
 
 
 TASKS.add("image_classification", ImageClassification, description=ImageClassification.spec.description,

@@ -9,14 +9,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nbhelpers.registry import TASKS
-from nbhelpers.tasks.base import Task, TaskSpec
+from nbhelpers.tasks.base import ClassificationTask, TaskSpec
 
 
-class SentimentAnalysis(Task):
+class SentimentAnalysis(ClassificationTask):
     spec = TaskSpec(
         name="sentiment_analysis",
         description="classify a text as negative or positive (accuracy)",
@@ -34,22 +33,8 @@ class SentimentAnalysis(Task):
         defaults={"model": "lstm_sentiment", "epochs": 20, "batch_size": 64},
     )
 
-    def forward(self, model: nn.Module,
-                batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        labels = batch["labels"]
-        logits = model(batch["input_ids"], batch["attention_mask"])
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
-        n = labels.shape[0]
-        stats = {
-            "loss_sum": loss.detach() * n,
-            "correct": (logits.detach().argmax(dim=1) == labels).sum(),
-            "count": torch.tensor(n, device=labels.device),
-        }
-        return loss, stats
-
-    def summarize(self, totals: Mapping[str, float]) -> dict[str, float]:
-        count = max(float(totals["count"]), 1.0)
-        return {"loss": float(totals["loss_sum"]) / count, "accuracy": float(totals["correct"]) / count}
+    def logits_and_labels(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return model(batch["input_ids"], batch["attention_mask"]), batch["labels"]
 
     def batch_size(self, batch: Mapping[str, Any]) -> int:
         return int(batch["labels"].shape[0])
