@@ -46,6 +46,7 @@ class RunConfig:
     early_stopping_patience: int | None = None  # None: task default; <= 0: never stop early
     label_smoothing: float | None = None   # None: task default
     max_samples: int | None = None         # cap on the training split (and on val/test)
+    dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)    # e.g. {"bptt": 128}
     num_workers: int = 0                   # DataLoader worker processes
     seed: int = 0                          # seeds torch, numpy and python's random
     device: str = "auto"                   # auto | cpu | cuda | cuda:N | mps
@@ -53,7 +54,7 @@ class RunConfig:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)      # e.g. {"layers": 2}
     optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"rho": 0.1} for SAM
     sam_base: str | None = None            # SAM/GSAM base: None = sgd_momentum (images) / adamw (text)
-    target: float | None = None            # validation target for time-to-target; None: task default
+    target: float | None = None            # validation target for time-to-target; None: the dataset's or task's
     data_dir: str | None = None            # where real datasets are cached; None: ~/.cache/nbhelpers
     output_dir: str = "executed/adhoc"     # runs land in <output_dir>/runs/<run_id>/
     grid: Mapping[str, Any] = field(default_factory=dict)  # grid values that named this run
@@ -82,7 +83,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("model_kwargs", "optimizer_kwargs", "scheduler_kwargs", "grid"):
+        for key in ("dataset_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs", "grid"):
             data[key] = dict(data[key])
         return data
 

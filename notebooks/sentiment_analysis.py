@@ -44,6 +44,7 @@ max_grad_norm: float = None  # None: task default (1.0); 0 or less: off
 early_stopping_patience: int = None  # None: task default (3); 0 or less: off
 label_smoothing: float = None  # None: task default (0.05)
 max_samples: int = None  # cap on the training split (and on validation/test)
+dataset_kwargs: dict = {}  # dataset knobs, e.g. {"bptt": 128} for language models
 num_workers: int = 0  # DataLoader worker processes
 seed: int = 0  # random seed (weights, shuffling, dropout)
 device: str = "auto"  # auto, cpu, cuda, cuda:N or mps

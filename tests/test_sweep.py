@@ -95,3 +95,21 @@ def test_sweep_records_failures_goes_on_and_resumes(tmp_path, capsys):
     assert main(["report", str(out), "--no-notebook"]) == 0
     results = (out / "report" / "results.csv").read_text()
     assert "diverged" in results and "failed" in results
+
+
+def test_optimizers_all_sweeps_the_sixteen_end_to_end(tmp_path):
+    """Every optimizer through papermill, the Trainer and the report, on a sliver of digits."""
+    out = tmp_path / "all"
+    code = main(["sweep", DEMO, "--optimizers", "all", "--epochs", "1", "--max-samples", "64",
+                 "--model-kwargs", "hidden=16", "--output-dir", str(out), "--workers", "2",
+                 "--no-progress", "--report"])
+    assert code == 0
+    statuses = json.loads((out / "sweep.json").read_text())["statuses"]
+    assert len(statuses) == 16 and set(statuses.values()) == {"completed"}
+    import pandas as pd
+
+    from nbhelpers.optim import all_names
+    table = pd.read_csv(out / "report" / "results.csv")
+    assert sorted(table["optimizer"]) == sorted(all_names())
+    assert (out / "report" / "index.html").exists()
+    assert len(list((out / "report" / "notebooks").glob("*.html"))) == 16

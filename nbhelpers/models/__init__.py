@@ -7,3 +7,7 @@ module's import below.
 
 # cnn_scratch, resnet18, mnist_tiny, vgg11, efficientnet_b0, vit
 from nbhelpers.models import images  # noqa: F401
+# lstm_sentiment, distilbert_sentiment
+from nbhelpers.models import sentiment  # noqa: F401
+# gpt_small, gru_lm, lstm_lm
+from nbhelpers.models import language_models  # noqa: F401

@@ -128,7 +128,10 @@ class Experiment:
         # NBHELPERS_OFFLINE=1 (set by the tests) forbids downloads: only cached data is used.
         download = os.environ.get("NBHELPERS_OFFLINE", "0") != "1"
         self.data = builder(data_dir=data_dir, max_samples=self.cfg.max_samples, seed=self.cfg.seed,
-                            download=download)
+                            download=download, **dict(self.cfg.dataset_kwargs))
+        if self.cfg.target is None and self.data.info.get("target") is not None:
+            # A corpus with a known optimum (grammar_lm) sets its own target.
+            self.cfg = self.cfg.replace(target=float(self.data.info["target"]))
         self.task = TASKS.get(self.cfg.task).factory(label_smoothing=self.cfg.label_smoothing,
                                                      info=self.data.info)
         return self.data
