@@ -21,7 +21,7 @@ def test_all_means_the_sixteen():
     assert get_spec("momentum").name == "sgd_momentum"
     for spec in TABLE:
         assert spec.default_lr > 0 and spec.weight_decay >= 0 and spec.paper
-        assert spec.decay_style in ("l2", "decoupled", "none")
+        assert spec.decay_style in ("l2", "decoupled", "layerwise")
     assert [s.name for s in TABLE if s.needs_closure] == ["sam", "gsam"]
 
 

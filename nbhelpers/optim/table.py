@@ -25,7 +25,9 @@ class OptimizerSpec:
     paper: str                       # where the update rule (and its defaults) come from
     default_lr: float                # used by --lr-policy per_opt
     weight_decay: float              # the family heuristic used when --weight-decay is not given
-    decay_style: str                 # "l2" (added to the gradient), "decoupled" (shrinks weights), "none"
+    # "l2": added to the gradient; "decoupled": shrinks the weights beside the update (AdamW);
+    # "layerwise": added to the update before a layer-wise trust ratio scales it (LAMB).
+    decay_style: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)  # fixed constructor arguments
     needs_closure: bool = False      # SAM/GSAM: two forward/backward passes per step
     aliases: tuple[str, ...] = ()
@@ -94,7 +96,7 @@ TABLE: tuple[OptimizerSpec, ...] = (
     OptimizerSpec(
         "lamb", "nbhelpers.optim.lamb:LAMB", "LAMB: Adam direction with layer-wise trust ratios",
         "You et al. 2020, Large Batch Optimization for Deep Learning",
-        default_lr=2e-3, weight_decay=1e-2, decay_style="decoupled"),
+        default_lr=2e-3, weight_decay=1e-2, decay_style="layerwise"),
     OptimizerSpec(
         "adabelief", "nbhelpers.optim.adabelief:AdaBelief", "AdaBelief: Adam with the variance of the gradient around its mean",
         "Zhuang et al. 2020, AdaBelief Optimizer",
@@ -114,7 +116,7 @@ TABLE: tuple[OptimizerSpec, ...] = (
         default_lr=0.05, weight_decay=5e-4, decay_style="l2", kwargs={"rho": 0.05},
         needs_closure=True, lr_by_task=_per_text_task(1e-3)),
     OptimizerSpec(
-        "gsam", "nbhelpers.optim.gsam:GSAM", "GSAM: SAM plus an ascent along the orthogonal surrogate-gap direction",
+        "gsam", "nbhelpers.optim.gsam:GSAM", "GSAM: SAM that also descends the surrogate gap (alpha x the part of g orthogonal to the SAM gradient)",
         "Zhuang et al. 2022, Surrogate Gap Guided Sharpness-Aware Minimization",
         default_lr=0.05, weight_decay=5e-4, decay_style="l2", kwargs={"rho": 0.05, "alpha": 0.4},
         needs_closure=True, lr_by_task=_per_text_task(1e-3)),
