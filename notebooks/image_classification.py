@@ -61,12 +61,12 @@ progress: bool = True  # show progress bars
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
 from nbhelpers.config import RunConfig
 from nbhelpers.optim.equations import update_rule
+from nbhelpers.report.plots import run_curves_figure
 from nbhelpers.training import Experiment
 
 cfg = RunConfig(**{name: value for name, value in globals().items() if name in RunConfig.__dataclass_fields__})
@@ -138,22 +138,8 @@ print(f"{fit.status} after {len(fit.history)} epochs, {fit.train_time_s:.1f} s o
 # augmentation and dropout on), dashed lines the validation split after the epoch.
 
 # %%
-history = pd.DataFrame(fit.history)
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-if "train_accuracy" in history:
-    for column, style in (("train_accuracy", "-"), ("val_accuracy", "--")):
-        axes[0].plot(history["epoch"], history[column], style, marker="o", label=column.replace("_", " "))
-        axes[1].plot(history["wall_s"], history[column], style, marker="o", label=column.replace("_", " "))
-    for column, style in (("train_loss", "-"), ("val_loss", "--")):
-        axes[2].plot(history["epoch"], history[column], style, marker="o", label=column.replace("_", " "))
-axes[0].set(xlabel="epoch", ylabel="accuracy", title="accuracy over epochs")
-axes[1].set(xlabel="training time (s)", ylabel="accuracy", title="accuracy over wall-clock time")
-axes[2].set(xlabel="epoch", ylabel="loss (cross-entropy, smoothed labels)", title="loss")
-for ax in axes:
-    ax.legend()
-    ax.grid(alpha=0.3)
-fig.suptitle(f"{exp.cfg.model} with {exp.cfg.optimizer} on {exp.cfg.dataset}")
-plt.tight_layout()
+fig = run_curves_figure(fit.history, "accuracy", higher_is_better=True, loss_label="cross-entropy (smoothed labels)",
+                        title=f"{exp.cfg.model} with {exp.cfg.optimizer} on {exp.cfg.dataset}")
 plt.show()
 
 # %% [markdown]

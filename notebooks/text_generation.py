@@ -72,7 +72,7 @@ from nbhelpers.config import RunConfig
 from nbhelpers.data.text_generation import Vocabulary, sample_text
 from nbhelpers.models.language_models import generate
 from nbhelpers.optim.equations import update_rule
-from nbhelpers.report import use_log_scale
+from nbhelpers.report.plots import run_curves_figure
 from nbhelpers.training import Experiment
 
 cfg = RunConfig(**{name: value for name, value in globals().items() if name in RunConfig.__dataclass_fields__})
@@ -183,24 +183,9 @@ print(f"{fit.status} after {len(fit.history)} epochs, {fit.train_time_s:.1f} s o
 # On `grammar_lm` the dotted line is the best possible perplexity.
 
 # %%
-history = pd.DataFrame(fit.history)
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-if "train_perplexity" in history:
-    values = pd.concat([history["train_perplexity"], history["val_perplexity"]])
-    for ax, x, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "wall_s", "training time (s)")):
-        ax.plot(history[x], history["train_perplexity"], "-", marker="o", label="train")
-        ax.plot(history[x], history["val_perplexity"], "--", marker="o", label="validation")
-        if best is not None:
-            ax.axhline(best, color="grey", linestyle=":", label=f"best possible ({best:.2f})")
-        if use_log_scale(values, higher_is_better=False):
-            ax.set_yscale("log")
-        ax.set(xlabel=xlabel, ylabel="perplexity (lower is better)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend()
-axes[0].set_title("perplexity over epochs")
-axes[1].set_title("perplexity over training time")
-fig.suptitle(f"{exp.cfg.model} with {exp.cfg.optimizer} on {exp.cfg.dataset}")
-plt.tight_layout()
+fig = run_curves_figure(fit.history, "perplexity", higher_is_better=False, reference=best,
+                        loss_label="token cross-entropy (nats)",
+                        title=f"{exp.cfg.model} with {exp.cfg.optimizer} on {exp.cfg.dataset}")
 plt.show()
 
 # %% [markdown]

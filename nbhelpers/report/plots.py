@@ -209,3 +209,41 @@ def make_figures(runs: pd.DataFrame, histories: pd.DataFrame) -> list[FigureWith
         figures.append(curves_figure(runs, histories, quantity="loss", x="epoch"))
     figures.append(memory_figure(runs))
     return figures
+
+
+def run_curves_figure(history: list[dict] | pd.DataFrame, metric: str, *, higher_is_better: bool,
+                      title: str, loss_label: str = "loss", reference: float | None = None,
+                      reference_label: str = "best possible") -> Figure:
+    """One run's curves for a notebook: metric over epochs and over training time, and loss.
+
+    Training split solid (a running average over the epoch), validation dashed; the metric's
+    y-axis turns logarithmic when it spans more than a decade and lower is better. Made with
+    pyplot, unlike the report's figures, so that a notebook's `plt.show()` displays it.
+    """
+    import matplotlib.pyplot as plt
+
+    history = pd.DataFrame(history)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    train, val = f"train_{metric}", f"val_{metric}"
+    if train in history:
+        log_y = use_log_scale(pd.concat([history[train], history[val]]), higher_is_better=higher_is_better)
+        for ax, x, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "wall_s", "training time (s, evaluation excluded)")):
+            ax.plot(history[x], history[train], "-", marker="o", label="train")
+            ax.plot(history[x], history[val], "--", marker="o", label="validation")
+            if reference is not None:
+                ax.axhline(reference, color="grey", linestyle=":", label=f"{reference_label} ({reference:.2f})")
+            if log_y:
+                ax.set_yscale("log")
+            ax.set(xlabel=xlabel, ylabel=metric)
+        for column, style, label in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
+            axes[2].plot(history["epoch"], history[column], style, marker="o", label=label)
+    axes[0].set_title(f"{metric} over epochs")
+    axes[1].set_title(f"{metric} over training time")
+    axes[2].set(xlabel="epoch", ylabel=loss_label, title="loss")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
