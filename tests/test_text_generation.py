@@ -528,7 +528,6 @@ def test_grid_lists_the_twelve_experiments_of_the_report():
     assert plan_from_args(GRID, {}).configs[0].dataset == "ptb_text_only"
 
 
-@pytest.mark.slow
 def test_whole_grid_sweeps_on_grammar_lm_and_reports(tmp_path):
     out = tmp_path / "grid"
     result = subprocess.run(
