@@ -270,3 +270,20 @@ def increment(steps: list[torch.Tensor]) -> list[float]:
         s += 1
         values.append(s.item())
     return values
+
+
+def state_buffers(state: dict, params: list[torch.Tensor], *names: str,
+                  fill: dict[str, float] | None = None) -> list[list[torch.Tensor]]:
+    """Per-parameter state tensors `names`, created on first use (zeros, or `fill[name]`).
+
+    Returns one list per name, in the order of `params`, ready for the foreach kernels.
+    """
+    fill = fill or {}
+    lists: list[list[torch.Tensor]] = [[] for _ in names]
+    for p in params:
+        per_param = state[p]
+        for name, out in zip(names, lists):
+            if name not in per_param:
+                per_param[name] = torch.full_like(p, fill.get(name, 0.0), memory_format=torch.preserve_format)
+            out.append(per_param[name])
+    return lists

@@ -8,6 +8,7 @@ import torch
 from torch.optim import Optimizer
 
 from nbhelpers.optim._foreach_utils import (
+    state_buffers,
     check_betas,
     check_lr,
     batches,
@@ -76,14 +77,7 @@ class AdaBelief(Optimizer):
             if not params:
                 continue
             steps = step_counters(self.state, params)
-            exp_avgs, exp_avg_vars = [], []
-            for p in params:
-                state = self.state[p]
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_var"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_vars.append(state["exp_avg_var"])
+            exp_avgs, exp_avg_vars = state_buffers(self.state, params, "exp_avg", "exp_avg_var")
             foreach = use_foreach(group.get("foreach"), params)
             fn = _adabelief_foreach if foreach else _adabelief_single
             beta1, beta2 = group["betas"]

@@ -6,6 +6,7 @@ import torch
 from torch.optim import Optimizer
 
 from nbhelpers.optim._foreach_utils import (
+    state_buffers,
     check_betas,
     check_lr,
     batches,
@@ -66,12 +67,7 @@ class Lion(Optimizer):
             params, grads = params_with_grad(group, "Lion")
             if not params:
                 continue
-            exp_avgs = []
-            for p in params:
-                state = self.state[p]
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                exp_avgs.append(state["exp_avg"])
+            (exp_avgs,) = state_buffers(self.state, params, "exp_avg")
             fn = _lion_foreach if use_foreach(group.get("foreach"), params) else _lion_single
             beta1, beta2 = group["betas"]
             fn(params, grads, exp_avgs, lr=float(group["lr"]), beta1=beta1, beta2=beta2,

@@ -8,6 +8,7 @@ import torch
 from torch.optim import Optimizer
 
 from nbhelpers.optim._foreach_utils import (
+    state_buffers,
     check_betas,
     check_lr,
     batches,
@@ -80,15 +81,8 @@ class Yogi(Optimizer):
             if not params:
                 continue
             steps = step_counters(self.state, params)
-            exp_avgs, exp_avg_sqs = [], []
-            for p in params:
-                state = self.state[p]
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.full_like(
-                        p, group["initial_accumulator"], memory_format=torch.preserve_format)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
+            exp_avgs, exp_avg_sqs = state_buffers(self.state, params, "exp_avg", "exp_avg_sq",
+                                                  fill={"exp_avg_sq": group["initial_accumulator"]})
             fn = _yogi_foreach if use_foreach(group.get("foreach"), params) else _yogi_single
             beta1, beta2 = group["betas"]
             fn(params, grads, exp_avgs, exp_avg_sqs, increment(steps), lr=float(group["lr"]),

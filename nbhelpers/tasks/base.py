@@ -8,6 +8,7 @@ device so no step waits for a host copy); per epoch it adds those sums up and ca
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -34,7 +35,7 @@ class TaskSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # model, epochs, batch_size for the task
 
 
-class Task:
+class Task(abc.ABC):
     """Base class: subclasses set `spec` and implement forward() and summarize()."""
 
     spec: TaskSpec
@@ -43,13 +44,13 @@ class Task:
         self.label_smoothing = self.spec.label_smoothing if label_smoothing is None else label_smoothing
         self.info = dict(info or {})
 
+    @abc.abstractmethod
     def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean loss of the batch (to backpropagate) and additive statistics (sums)."""
-        raise NotImplementedError  # abstract: each task module implements it
 
+    @abc.abstractmethod
     def summarize(self, totals: Mapping[str, float]) -> dict[str, float]:
         """Metrics, including "loss", from statistics summed over an epoch."""
-        raise NotImplementedError  # abstract: each task module implements it
 
     def batch_size(self, batch: Any) -> int:
         """Number of samples in a batch (for samples per second)."""
@@ -60,8 +61,9 @@ class Task:
 class ClassificationTask(Task):
     """Cross-entropy with label smoothing and accuracy; subclasses say where logits come from."""
 
+    @abc.abstractmethod
     def logits_and_labels(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError  # abstract: each classification task implements it
+        """The model's logits for the batch and the true labels."""
 
     def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, labels = self.logits_and_labels(model, batch)
