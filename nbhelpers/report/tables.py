@@ -273,7 +273,7 @@ def _target_text(target, metric: str, scale: float) -> str:
     info = metric_info(metric)
     if info.percent:
         return f"{float(target) * scale:g}%"
-    return f"{info.abbrev} {float(target):g}"
+    return f"{info.abbrev} {float(target):.4g}"
 
 
 def _higher_is_better(runs: pd.DataFrame, metric: str) -> bool:
