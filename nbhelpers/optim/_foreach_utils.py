@@ -16,6 +16,8 @@ list. Element-wise results are identical either way.
 
 from __future__ import annotations
 
+import abc
+
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -287,3 +289,24 @@ def state_buffers(state: dict, params: list[torch.Tensor], *names: str,
                 per_param[name] = torch.full_like(p, fill.get(name, 0.0), memory_format=torch.preserve_format)
             out.append(per_param[name])
     return lists
+
+
+class GroupwiseOptimizer(torch.optim.Optimizer, abc.ABC):
+    """The step() every element-wise rule here shares: run the closure, then update each
+    parameter group's tensors that have gradients. Subclasses implement _update_group()."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads = params_with_grad(group, type(self).__name__)
+            if params:
+                self._update_group(group, params, grads)
+        return loss
+
+    @abc.abstractmethod
+    def _update_group(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """Apply the rule to one group's tensors that have gradients."""

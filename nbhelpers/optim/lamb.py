@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.optim import Optimizer
 
 from nbhelpers.optim._foreach_utils import (
+    GroupwiseOptimizer,
     state_buffers,
     check_betas,
     check_lr,
@@ -15,7 +15,6 @@ from nbhelpers.optim._foreach_utils import (
     batches,
     check_non_negative,
     increment,
-    params_with_grad,
     step_counters,
     trust_ratios,
     use_foreach,
@@ -24,7 +23,7 @@ from nbhelpers.optim._foreach_utils import (
 )
 
 
-class LAMB(Optimizer):
+class LAMB(GroupwiseOptimizer):
     r"""LAMB (Layer-wise Adaptive Moments for Batch training), with bias correction.
 
     You, Li, Reddi, Hseu, Kumar, Bhojanapalli, Song, Demmel, Keutzer, Hsieh (2020),
@@ -73,26 +72,16 @@ class LAMB(Optimizer):
                         foreach=foreach)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, "LAMB")
-            if not params:
-                continue
-            steps = step_counters(self.state, params)
-            exp_avgs, exp_avg_sqs = state_buffers(self.state, params, "exp_avg", "exp_avg_sq")
-            fn = _lamb_foreach if use_foreach(group.get("foreach"), params) else _lamb_single
-            beta1, beta2 = group["betas"]
-            kwargs = dict(lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
-                          weight_decay=group["weight_decay"])
-            if fn is _lamb_foreach:
-                kwargs["ws"] = workspace_of(self)
-            fn(params, grads, exp_avgs, exp_avg_sqs, increment(steps), **kwargs)
-        return loss
+    def _update_group(self, group, params, grads):
+        steps = step_counters(self.state, params)
+        exp_avgs, exp_avg_sqs = state_buffers(self.state, params, "exp_avg", "exp_avg_sq")
+        fn = _lamb_foreach if use_foreach(group.get("foreach"), params) else _lamb_single
+        beta1, beta2 = group["betas"]
+        kwargs = dict(lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
+                      weight_decay=group["weight_decay"])
+        if fn is _lamb_foreach:
+            kwargs["ws"] = workspace_of(self)
+        fn(params, grads, exp_avgs, exp_avg_sqs, increment(steps), **kwargs)
 
 
 def _lamb_single(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps,

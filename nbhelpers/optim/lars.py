@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import torch
-from torch.optim import Optimizer
 
 from nbhelpers.optim._foreach_utils import (
+    GroupwiseOptimizer,
     check_lr,
     add_scaled_,
     batches,
     check_non_negative,
-    params_with_grad,
     trust_ratios,
     use_foreach,
     Workspace,
@@ -18,7 +17,7 @@ from nbhelpers.optim._foreach_utils import (
 )
 
 
-class LARS(Optimizer):
+class LARS(GroupwiseOptimizer):
     r"""LARS (Layer-wise Adaptive Rate Scaling).
 
     You, Gitman, Ginsburg (2017), "Large Batch Training of Convolutional Networks",
@@ -66,33 +65,23 @@ class LARS(Optimizer):
                         trust_coefficient=trust_coefficient, foreach=foreach)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, "LARS")
-            if not params:
-                continue
-            momentum = group["momentum"]
-            bufs = []
-            if momentum != 0.0:
-                for p in params:
-                    state = self.state[p]
-                    # A zero buffer makes the first step buf = mu*0 + d = d, as the rule asks.
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = torch.zeros_like(
-                            p, memory_format=torch.preserve_format)
-                    bufs.append(state["momentum_buffer"])
-            fn = _lars_foreach if use_foreach(group.get("foreach"), params) else _lars_single
-            kwargs = dict(lr=float(group["lr"]), momentum=momentum,
-                          weight_decay=group["weight_decay"], eta=group["trust_coefficient"])
-            if fn is _lars_foreach:
-                kwargs["ws"] = workspace_of(self)
-            fn(params, grads, bufs, **kwargs)
-        return loss
+    def _update_group(self, group, params, grads):
+        momentum = group["momentum"]
+        bufs = []
+        if momentum != 0.0:
+            for p in params:
+                state = self.state[p]
+                # A zero buffer makes the first step buf = mu*0 + d = d, as the rule asks.
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
+                bufs.append(state["momentum_buffer"])
+        fn = _lars_foreach if use_foreach(group.get("foreach"), params) else _lars_single
+        kwargs = dict(lr=float(group["lr"]), momentum=momentum,
+                      weight_decay=group["weight_decay"], eta=group["trust_coefficient"])
+        if fn is _lars_foreach:
+            kwargs["ws"] = workspace_of(self)
+        fn(params, grads, bufs, **kwargs)
 
 
 def _lars_single(params, grads, bufs, *, lr, momentum, weight_decay, eta):

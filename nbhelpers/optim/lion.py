@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import torch
-from torch.optim import Optimizer
 
 from nbhelpers.optim._foreach_utils import (
+    GroupwiseOptimizer,
     state_buffers,
     check_betas,
     check_lr,
     batches,
     check_non_negative,
-    params_with_grad,
     use_foreach,
 )
 
 
-class Lion(Optimizer):
+class Lion(GroupwiseOptimizer):
     r"""Lion (EvoLved Sign Momentum).
 
     Chen, Liang, Huang, Real, Wang, Pham, Dong, Luong, Hsieh, Lu, Le (2023),
@@ -57,22 +56,12 @@ class Lion(Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, "Lion")
-            if not params:
-                continue
-            (exp_avgs,) = state_buffers(self.state, params, "exp_avg")
-            fn = _lion_foreach if use_foreach(group.get("foreach"), params) else _lion_single
-            beta1, beta2 = group["betas"]
-            fn(params, grads, exp_avgs, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
-               weight_decay=group["weight_decay"])
-        return loss
+    def _update_group(self, group, params, grads):
+        (exp_avgs,) = state_buffers(self.state, params, "exp_avg")
+        fn = _lion_foreach if use_foreach(group.get("foreach"), params) else _lion_single
+        beta1, beta2 = group["betas"]
+        fn(params, grads, exp_avgs, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
+           weight_decay=group["weight_decay"])
 
 
 def _lion_single(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay):

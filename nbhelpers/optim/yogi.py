@@ -5,22 +5,21 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.optim import Optimizer
 
 from nbhelpers.optim._foreach_utils import (
+    GroupwiseOptimizer,
     state_buffers,
     check_betas,
     check_lr,
     batches,
     check_non_negative,
     increment,
-    params_with_grad,
     step_counters,
     use_foreach,
 )
 
 
-class Yogi(Optimizer):
+class Yogi(GroupwiseOptimizer):
     r"""Yogi.
 
     Zaheer, Reddi, Sachan, Kale, Kumar (2018), "Adaptive Methods for Nonconvex Optimization",
@@ -70,24 +69,14 @@ class Yogi(Optimizer):
                         foreach=foreach)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, "Yogi")
-            if not params:
-                continue
-            steps = step_counters(self.state, params)
-            exp_avgs, exp_avg_sqs = state_buffers(self.state, params, "exp_avg", "exp_avg_sq",
-                                                  fill={"exp_avg_sq": group["initial_accumulator"]})
-            fn = _yogi_foreach if use_foreach(group.get("foreach"), params) else _yogi_single
-            beta1, beta2 = group["betas"]
-            fn(params, grads, exp_avgs, exp_avg_sqs, increment(steps), lr=float(group["lr"]),
-               beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
-        return loss
+    def _update_group(self, group, params, grads):
+        steps = step_counters(self.state, params)
+        exp_avgs, exp_avg_sqs = state_buffers(self.state, params, "exp_avg", "exp_avg_sq",
+                                              fill={"exp_avg_sq": group["initial_accumulator"]})
+        fn = _yogi_foreach if use_foreach(group.get("foreach"), params) else _yogi_single
+        beta1, beta2 = group["betas"]
+        fn(params, grads, exp_avgs, exp_avg_sqs, increment(steps), lr=float(group["lr"]),
+           beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
 
 
 def _yogi_single(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps,
