@@ -45,7 +45,7 @@ class Case:
         self.model = BUILDERS[model_name](info={"vocab_size": vocab, "bptt": BPTT}).train()
         self.params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=0.01)
-        self.task = TextGeneration(info={"pad_id": None})
+        self.task = TextGeneration()
         stream = torch.randint(0, vocab, (batch, BPTT + 1))
         self.batch = (stream[:, :-1], stream[:, 1:])
         self.tokens = batch * BPTT
@@ -54,7 +54,7 @@ class Case:
     def step(self) -> float:
         began = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, _ = self.task.forward(self.model, self.batch)
+        loss, _ = self.task.train_step(self.model, self.batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
         self.optimizer.step()

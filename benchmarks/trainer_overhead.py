@@ -67,7 +67,7 @@ def trainer_epoch(trainer: Trainer, loader, epoch: int) -> float:
 def measure(case: str, repeats: int) -> dict:
     task_name, dataset, model_name, batch_size, max_samples, model_kwargs = CASES[case]
     data = DATASETS.get(dataset).factory(data_dir=Path("."), max_samples=max_samples, seed=0, download=False)
-    task = TASKS.get(task_name).factory(info=data.info)
+    task = TASKS.get(task_name).factory(data=data)
     spec = task.spec
     torch.manual_seed(0)
     model = MODELS.get(model_name).factory(info=data.info, **model_kwargs)

@@ -63,6 +63,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_positive_int, default=S)
     parser.add_argument("--batch-size", type=_positive_int, default=S)
     parser.add_argument("--max-samples", type=_positive_int, default=S)
+    parser.add_argument("--val-max-samples", type=_positive_int, default=S,
+                        help="cap on the validation split (decoding tasks)")
+    parser.add_argument("--eval-every", type=_positive_int, default=S,
+                        help="epochs between full (decoding) validations; loss-only in between")
     parser.add_argument("--num-workers", type=int, default=S, help="DataLoader worker processes")
     parser.add_argument("--lr-policy", choices=("per_opt", "fixed"), default=S)
     parser.add_argument("--scheduler", default=S)

@@ -46,6 +46,8 @@ class RunConfig:
     early_stopping_patience: int | None = None  # None: task default; <= 0: never stop early
     label_smoothing: float | None = None   # None: task default
     max_samples: int | None = None         # cap on the training split (and on val/test)
+    val_max_samples: int | None = None     # a further cap on the validation split (decoding is slow)
+    eval_every: int = 1                    # epochs between full (decoding) validations; loss-only between
     dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)    # e.g. {"bptt": 128}
     num_workers: int = 0                   # DataLoader worker processes
     seed: int = 0                          # seeds torch, numpy and python's random
@@ -58,6 +60,7 @@ class RunConfig:
     data_dir: str | None = None            # where real datasets are cached; None: ~/.cache/nbhelpers
     output_dir: str = "executed/adhoc"     # runs land in <output_dir>/runs/<run_id>/
     grid: Mapping[str, Any] = field(default_factory=dict)  # grid values that named this run
+    experiment: int | None = None          # the run's experiment number in its params file (set by sweeps)
     resume: bool = False                   # continue from last.pt if the run directory has one
     progress: bool = True                  # tqdm progress bars
 
@@ -124,6 +127,11 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     if cfg.max_samples is not None:
         _check_int("max samples", cfg.max_samples, minimum=1)
     _check_int("num workers", cfg.num_workers, minimum=0)
+    _check_int("eval every", cfg.eval_every, minimum=1)
+    if cfg.val_max_samples is not None:
+        _check_int("validation max samples", cfg.val_max_samples, minimum=1)
+    if cfg.experiment is not None:
+        _check_int("experiment number", cfg.experiment, minimum=1)
     for name, value in (("learning rate", cfg.lr), ("weight decay", cfg.weight_decay),
                         ("warmup epochs", cfg.warmup_epochs), ("label smoothing", cfg.label_smoothing)):
         if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
@@ -154,7 +162,7 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
                                  else cfg.early_stopping_patience),
         label_smoothing=spec.label_smoothing if cfg.label_smoothing is None else cfg.label_smoothing,
         target=spec.target if cfg.target is None else cfg.target,
-        sam_base=(cfg.sam_base or default_sam_base(cfg.task)) if opt.needs_closure else cfg.sam_base,
+        sam_base=(cfg.sam_base or default_sam_base(spec.family)) if opt.needs_closure else cfg.sam_base,
     )
 
 

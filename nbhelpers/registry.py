@@ -36,6 +36,11 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
 
+    def _complete(self) -> "Registry":
+        """Import the registering modules on the first lookup, so `MODELS.get(...)` works cold."""
+        load_all()
+        return self
+
     def add(self, name: str, factory: Callable[..., Any], *, description: str,
             aliases: tuple[str, ...] = (), **meta: Any) -> Entry:
         """Register `factory` under `name` (and its aliases); returns the entry."""
@@ -58,6 +63,7 @@ class Registry:
 
     def canonical(self, name: str) -> str:
         """The registered name for `name` or one of its aliases; raises UnknownNameError."""
+        self._complete()
         key = str(name).strip().lower()
         if key in self._entries:
             return key
@@ -74,16 +80,17 @@ class Registry:
         return self._entries[self.canonical(name)]
 
     def names(self) -> list[str]:
-        return list(self._entries)
+        return list(self._complete()._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._complete()
         return isinstance(name, str) and (name.lower() in self._entries or name.lower() in self._aliases)
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries.values())
+        return iter(list(self._complete()._entries.values()))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._complete()._entries)
 
 
 TASKS = Registry("task")
@@ -92,9 +99,23 @@ MODELS = Registry("model")
 OPTIMIZERS = Registry("optimizer")
 
 
+_LOAD_STATE = {"started": False}
+
+
 def load_all() -> None:
-    """Import every module that registers something, so the registries are complete."""
-    import nbhelpers.data  # noqa: F401  (registers datasets)
-    import nbhelpers.models  # noqa: F401  (registers models)
-    import nbhelpers.optim  # noqa: F401  (registers optimizers)
-    import nbhelpers.tasks  # noqa: F401  (registers tasks)
+    """Import every module that registers something, so the registries are complete.
+
+    Called by every lookup; the imports run once. A lookup made while they run (a module
+    that reads a registry at import time) sees what is registered so far.
+    """
+    if _LOAD_STATE["started"]:
+        return
+    _LOAD_STATE["started"] = True
+    try:
+        import nbhelpers.data  # noqa: F401  (registers datasets)
+        import nbhelpers.models  # noqa: F401  (registers models)
+        import nbhelpers.optim  # noqa: F401  (registers optimizers)
+        import nbhelpers.tasks  # noqa: F401  (registers tasks)
+    except BaseException:
+        _LOAD_STATE["started"] = False  # a failed import is retried (and seen) at the next lookup
+        raise

@@ -50,14 +50,15 @@ def test_registry_facts_and_task_spec():
     for name in ("lstm_sentiment", "distilbert_sentiment"):
         assert MODELS.get(name).meta["task"] == "sentiment_analysis"
     spec = TASKS.get("sentiment_analysis").meta["spec"]
-    assert (spec.primary_metric, spec.higher_is_better, spec.metrics) == ("accuracy", True, ("accuracy",))
+    assert (spec.primary_metric, spec.higher_is_better, list(spec.metrics)) == ("accuracy", True, ["accuracy"])
+    assert spec.family == "text" and (spec.primary.unit, spec.primary.scale) == ("%", 100)
     assert (spec.offline_dataset, spec.scheduler, spec.max_grad_norm) == ("lexicon_sentiment", "plateau", 1.0)
     assert (spec.early_stopping_patience, spec.label_smoothing) == (3, 0.05)
     assert dict(spec.defaults) == {"model": "lstm_sentiment", "epochs": 20, "batch_size": 64}
 
 
 def test_task_forward_sums_and_summarize():
-    task = TASKS.get("sentiment_analysis").factory(info={})
+    task = TASKS.get("sentiment_analysis").factory()
 
     class Fixed(torch.nn.Module):  # logits that favour class 1 for the first two texts only
         def forward(self, input_ids, attention_mask):
@@ -65,11 +66,11 @@ def test_task_forward_sums_and_summarize():
 
     batch = {"input_ids": torch.ones(4, 3, dtype=torch.long), "attention_mask": torch.ones(4, 3),
              "labels": torch.tensor([1, 0, 0, 0])}
-    loss, stats = task.forward(Fixed(), batch)
+    loss, stats = task.train_step(Fixed(), batch)
     assert int(stats["correct"]) == 3 and int(stats["count"]) == 4 and task.batch_size(batch) == 4
     plain = torch.nn.functional.cross_entropy(Fixed()(None, None), batch["labels"])
     assert float(loss) > float(plain)  # label smoothing 0.05 costs something on confident logits
-    metrics = task.summarize({"loss_sum": 2.0, "correct": 3.0, "count": 4.0})
+    metrics = task.summarize({"loss_sum": torch.tensor(2.0), "correct": torch.tensor(3), "count": torch.tensor(4)})
     assert metrics == {"loss": 0.5, "accuracy": 0.75}
 
 

@@ -404,7 +404,8 @@ def test_generate_samples_continuations():
 
 def test_task_spec_and_offline_default():
     spec = TASKS.get("text_generation").meta["spec"]
-    assert (spec.primary_metric, spec.higher_is_better, spec.metrics) == ("perplexity", False, ("perplexity",))
+    assert (spec.primary_metric, spec.higher_is_better, list(spec.metrics)) == ("perplexity", False, ["perplexity"])
+    assert spec.family == "text" and spec.primary.unit == "ppl" and spec.primary.scale == 1
     assert (spec.offline_dataset, spec.scheduler, spec.max_grad_norm) == ("grammar_lm", "cosine", 1.0)
     assert spec.early_stopping_patience == 3 and spec.label_smoothing == 0
     cfg = resolve_config(RunConfig(task="text_generation", model="gpt_small"))
@@ -412,10 +413,10 @@ def test_task_spec_and_offline_default():
 
 
 def test_summarize_is_exp_of_the_mean_token_nll():
-    task = TextGeneration(info={"pad_id": None})
-    result = task.summarize({"nll_sum": 3 * 100 * math.log(10), "tokens": 300})
+    task = TextGeneration()
+    result = task.summarize({"nll_sum": torch.tensor(3 * 100 * math.log(10)), "tokens": torch.tensor(300)})
     assert result == pytest.approx({"loss": math.log(10), "perplexity": 10.0})
-    assert task.summarize({"nll_sum": 1e6, "tokens": 1})["perplexity"] == math.inf
+    assert task.summarize({"nll_sum": torch.tensor(1e6), "tokens": torch.tensor(1)})["perplexity"] == math.inf
 
 
 def test_forward_counts_tokens_and_a_uniform_model_scores_the_vocabulary_size():
@@ -423,17 +424,20 @@ def test_forward_counts_tokens_and_a_uniform_model_scores_the_vocabulary_size():
         def forward(self, ids):
             return torch.zeros(*ids.shape, 25)
 
-    task = TextGeneration(info={"pad_id": None})
+    task = TextGeneration()
     batch = (torch.randint(0, 25, (3, 7)), torch.randint(0, 25, (3, 7)))
-    loss, stats = task.forward(Uniform(), batch)
+    loss, stats = task.train_step(Uniform(), batch)
     assert int(stats["tokens"]) == 21 and task.batch_size(batch) == 3
     assert float(loss) == pytest.approx(math.log(25))
-    assert task.summarize({k: float(v) for k, v in stats.items()})["perplexity"] == pytest.approx(25.0)
-    smoothed = TextGeneration(label_smoothing=0.1, info={"pad_id": None})
+    assert task.summarize(stats)["perplexity"] == pytest.approx(25.0)
+    eval_stats, records = task.eval_step(Uniform(), batch)  # one record per chunk: its NLL and tokens
+    assert [r["tokens"] for r in records] == [7, 7, 7]
+    assert sum(r["nll_sum"] for r in records) == pytest.approx(float(stats["nll_sum"]), rel=1e-6)
+    smoothed = TextGeneration(label_smoothing=0.1)
     torch.manual_seed(0)
     model = build_gru_lm(info={"vocab_size": 25}, d_model=8).eval()
-    loss_s, stats_s = smoothed.forward(model, batch)
-    _, stats_plain = task.forward(model, batch)
+    loss_s, stats_s = smoothed.train_step(model, batch)
+    _, stats_plain = task.train_step(model, batch)
     assert float(stats_s["nll_sum"]) == pytest.approx(float(stats_plain["nll_sum"]))  # reported: plain NLL
     assert float(loss_s.detach()) != pytest.approx(float(stats_plain["nll_sum"]) / 21)
 

@@ -37,6 +37,39 @@ class DataBundle:
     # None means torch's default collate.
     collate_fn: Callable | None = None
 
+    # Typed, read-only views of the facts a task needs. They read `info` at the moment they
+    # are called, so a tokenizer that a model builder installs later is the one seen.
+    @property
+    def class_names(self) -> list[str] | None:
+        names = self.info.get("class_names") or self.info.get("classes")
+        return list(names) if names is not None else None
+
+    @property
+    def num_classes(self) -> int | None:
+        value = self.info.get("num_classes")
+        if value is None and self.class_names is not None:
+            return len(self.class_names)
+        return None if value is None else int(value)
+
+    @property
+    def ignore_index(self) -> int | None:
+        value = self.info.get("ignore_index")
+        return None if value is None else int(value)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.info.get("tokenizer")
+
+    @property
+    def pad_id(self) -> int | None:
+        value = self.info.get("pad_id")
+        return None if value is None else int(value)
+
+    @property
+    def vocab_size(self) -> int | None:
+        value = self.info.get("vocab_size")
+        return None if value is None else int(value)
+
 
 def default_data_dir() -> Path:
     """Where real datasets are cached: $NBHELPERS_DATA_DIR, else ~/.cache/nbhelpers."""

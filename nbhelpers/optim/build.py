@@ -64,6 +64,14 @@ def _split_pairs(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def task_family(task: str | None) -> str | None:
+    """The family ("vision" or "text") of a registered task; None for None."""
+    if task is None:
+        return None
+    from nbhelpers.registry import TASKS  # late: the registry loads the tasks on first lookup
+    return TASKS.get(task).meta["spec"].family
+
+
 def resolve_lr(spec: OptimizerSpec, *, task: str | None, lr: float | None, lr_policy: str,
                lr_overrides: dict[str, float]) -> float:
     """Overrides beat an explicit --lr, which beats the policy's LR."""
@@ -71,7 +79,7 @@ def resolve_lr(spec: OptimizerSpec, *, task: str | None, lr: float | None, lr_po
         return lr_overrides[spec.name]
     if lr is not None:
         return lr
-    return spec.lr_for(task) if lr_policy == "per_opt" else FIXED_POLICY_LR
+    return spec.lr_for(task_family(task)) if lr_policy == "per_opt" else FIXED_POLICY_LR
 
 
 def param_groups(model: nn.Module | Iterable[torch.Tensor], weight_decay: float) -> list[dict]:
@@ -94,7 +102,8 @@ def make_optimizer(name: str, model: nn.Module | Iterable[torch.Tensor], *, lr: 
     constructor arguments (e.g. rho=0.1 for SAM).
     """
     spec = get_spec(name)
-    lr = spec.lr_for(task) if lr is None else lr
+    family = task_family(task)
+    lr = spec.lr_for(family) if lr is None else lr
     weight_decay = spec.weight_decay if weight_decay is None else weight_decay
     if lr < 0:
         raise UserInputError(f"the learning rate must not be negative, got {lr}")
@@ -104,7 +113,7 @@ def make_optimizer(name: str, model: nn.Module | Iterable[torch.Tensor], *, lr: 
     options = {**spec.kwargs, **kwargs}
     base_name = None
     if spec.needs_closure:
-        base_name = get_spec(sam_base or default_sam_base(task)).name
+        base_name = get_spec(sam_base or default_sam_base(family)).name
         base_spec = get_spec(base_name)
         options = {**base_spec.kwargs, **options}
         optimizer = spec.optimizer_class()(groups, base_optimizer=base_spec.optimizer_class(),

@@ -31,23 +31,21 @@ class OptimizerSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)  # fixed constructor arguments
     needs_closure: bool = False      # SAM/GSAM: two forward/backward passes per step
     aliases: tuple[str, ...] = ()
-    # Some families want another LR on some tasks (e.g. sgd on language models).
-    lr_by_task: Mapping[str, float] = field(default_factory=dict)
+    # Another LR for a task family ("vision" or "text", TaskSpec.family): plain SGD wants a
+    # far larger step on text models than on vision models, Adam-based SAM a far smaller one.
+    lr_by_family: Mapping[str, float] = field(default_factory=dict)
 
     def optimizer_class(self) -> type:
         module_name, _, class_name = self.target.partition(":")
         return getattr(importlib.import_module(module_name), class_name)
 
-    def lr_for(self, task: str | None) -> float:
-        return self.lr_by_task.get(task or "", self.default_lr)
+    def lr_for(self, family: str | None) -> float:
+        """The default LR for a task family ("vision", "text"); None: the vision default."""
+        return self.lr_by_family.get(family or "", self.default_lr)
 
 
-_TEXT_TASKS = ("sentiment_analysis", "machine_translation", "ner", "text_generation",
-               "text_summarization", "question_answering")
-
-
-def _per_text_task(lr: float) -> dict[str, float]:
-    return {task: lr for task in _TEXT_TASKS}
+def _for_text(lr: float) -> dict[str, float]:
+    return {"text": lr}
 
 
 # Learning rates are for batch sizes of 32-128 and models of 1-60M parameters; each
@@ -56,12 +54,12 @@ TABLE: tuple[OptimizerSpec, ...] = (
     OptimizerSpec(
         "sgd", "torch.optim:SGD", "plain stochastic gradient descent",
         "Robbins & Monro 1951", default_lr=0.05, weight_decay=5e-4, decay_style="l2",
-        lr_by_task=_per_text_task(0.5)),
+        lr_by_family=_for_text(0.5)),
     OptimizerSpec(
         "sgd_momentum", "torch.optim:SGD", "SGD with heavy-ball momentum 0.9",
         "Polyak 1964; Sutskever et al. 2013", default_lr=0.05, weight_decay=5e-4,
         decay_style="l2", kwargs={"momentum": 0.9}, aliases=("momentum",),
-        lr_by_task=_per_text_task(0.1)),
+        lr_by_family=_for_text(0.1)),
     OptimizerSpec(
         "rmsprop", "torch.optim:RMSprop", "RMSprop: gradient scaled by a running RMS (alpha 0.99)",
         "Tieleman & Hinton 2012", default_lr=1e-3, weight_decay=1e-5, decay_style="l2"),
@@ -104,7 +102,7 @@ TABLE: tuple[OptimizerSpec, ...] = (
     OptimizerSpec(
         "yogi", "nbhelpers.optim.yogi:Yogi", "Yogi: Adam with an additive, sign-controlled second moment",
         "Zaheer et al. 2018, Adaptive Methods for Nonconvex Optimization",
-        default_lr=1e-2, weight_decay=0.0, decay_style="l2", lr_by_task=_per_text_task(1e-3)),
+        default_lr=1e-2, weight_decay=0.0, decay_style="l2", lr_by_family=_for_text(1e-3)),
     # torch's Adafactor has no relative-step mode: its step is lr (capped by 1/sqrt(t))
     # times the parameter RMS, so the shared schedulers drive it like any other LR.
     OptimizerSpec(
@@ -114,18 +112,17 @@ TABLE: tuple[OptimizerSpec, ...] = (
         "sam", "nbhelpers.optim.sam:SAM", "SAM: base step with the gradient at an adversarial nearby point",
         "Foret et al. 2021, Sharpness-Aware Minimization",
         default_lr=0.05, weight_decay=5e-4, decay_style="l2", kwargs={"rho": 0.05},
-        needs_closure=True, lr_by_task=_per_text_task(1e-3)),
+        needs_closure=True, lr_by_family=_for_text(1e-3)),
     OptimizerSpec(
         "gsam", "nbhelpers.optim.gsam:GSAM", "GSAM: SAM that also descends the surrogate gap (alpha x the part of g orthogonal to the SAM gradient)",
         "Zhuang et al. 2022, Surrogate Gap Guided Sharpness-Aware Minimization",
         default_lr=0.05, weight_decay=5e-4, decay_style="l2", kwargs={"rho": 0.05, "alpha": 0.4},
-        needs_closure=True, lr_by_task=_per_text_task(1e-3)),
+        needs_closure=True, lr_by_family=_for_text(1e-3)),
 )
 
 # Which base optimizer SAM and GSAM wrap when --sam-base is not given.
 SAM_BASE_FOR_IMAGES = "sgd_momentum"
 SAM_BASE_FOR_TEXT = "adamw"
-IMAGE_TASKS = ("image_classification", "semantic_segmentation")
 
 for _spec in TABLE:
     OPTIMIZERS.add(_spec.name, _spec.optimizer_class, description=_spec.description,
@@ -142,8 +139,9 @@ def all_names() -> list[str]:
     return [spec.name for spec in TABLE]
 
 
-def default_sam_base(task: str | None) -> str:
-    return SAM_BASE_FOR_IMAGES if task in IMAGE_TASKS or task is None else SAM_BASE_FOR_TEXT
+def default_sam_base(family: str | None) -> str:
+    """SAM/GSAM's base for a task family: SGD with momentum for vision (and None), AdamW for text."""
+    return SAM_BASE_FOR_TEXT if family == "text" else SAM_BASE_FOR_IMAGES
 
 
 def resolve_optimizer_class(name: str) -> tuple[type, dict[str, Any]]:

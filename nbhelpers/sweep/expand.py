@@ -118,7 +118,7 @@ def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> P
     output_dir = Path(settings.get("output_dir") or Path("executed") / name)
     settings["output_dir"] = str(output_dir)
     configs = []
-    for point in points:
+    for number, point in enumerate(points, start=1):
         values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in settings.items()}
         grid: dict[str, Any] = {}
         for key, value in point.items():
@@ -126,7 +126,8 @@ def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> P
             if key not in ("optimizer", "model", "task", "dataset"):
                 grid[key.split(".")[-1]] = value
         for seed in seeds:
-            cfg = config_from_dict({**values, "seed": seed, "grid": grid}, source=source)
+            # The experiment's number in the params file: the report's "#" column, as in seed 004.
+            cfg = config_from_dict({**values, "seed": seed, "grid": grid, "experiment": number}, source=source)
             configs.append(validate_config(cfg))
     run_ids = [c.run_id for c in configs]
     duplicates = sorted({r for r in run_ids if run_ids.count(r) > 1})

@@ -6,16 +6,16 @@ import torch
 from torch import nn
 
 from nbhelpers.registry import TASKS
-from nbhelpers.tasks.base import ClassificationTask, TaskSpec
+from nbhelpers.tasks.base import ACCURACY, ClassificationTask, TaskSpec
 
 
 class ImageClassification(ClassificationTask):
     spec = TaskSpec(
         name="image_classification",
         description="classify an image into one of N classes (accuracy)",
+        family="vision",
+        metrics={"accuracy": ACCURACY},
         primary_metric="accuracy",
-        higher_is_better=True,
-        metrics=("accuracy",),
         offline_dataset="digits",
         scheduler="cosine",
         max_grad_norm=None,         # the seed guide leaves clipping off for images

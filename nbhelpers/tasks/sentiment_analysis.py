@@ -12,16 +12,16 @@ import torch
 from torch import nn
 
 from nbhelpers.registry import TASKS
-from nbhelpers.tasks.base import ClassificationTask, TaskSpec
+from nbhelpers.tasks.base import ACCURACY, ClassificationTask, TaskSpec
 
 
 class SentimentAnalysis(ClassificationTask):
     spec = TaskSpec(
         name="sentiment_analysis",
         description="classify a text as negative or positive (accuracy)",
+        family="text",
+        metrics={"accuracy": ACCURACY},
         primary_metric="accuracy",
-        higher_is_better=True,
-        metrics=("accuracy",),
         offline_dataset="lexicon_sentiment",
         scheduler="plateau",        # the seed guide: ReduceLROnPlateau on validation loss
         max_grad_norm=1.0,          # RNNs and transformers alike: clip the global norm at 1

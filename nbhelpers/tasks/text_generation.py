@@ -3,6 +3,8 @@
 A batch is (input ids, target ids), each (batch, bptt) (nbhelpers/data/text_generation.py).
 Statistics are summed over *tokens*, not sequences, so the epoch's perplexity is
 exp(total NLL / total tokens): the usual corpus-level figure, independent of batch sizes.
+Each prediction record holds one chunk's summed NLL (nats) and its token count, so
+exp(sum of nll_sum / sum of tokens) over predictions_test.jsonl is the test perplexity.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nbhelpers.registry import TASKS
-from nbhelpers.tasks.base import Task, TaskSpec
+from nbhelpers.tasks.base import MetricSpec, Task, TaskSpec
 
 # exp() of a mean NLL above this overflows a float; such a model's perplexity is infinite.
 _MAX_EXP = math.log(1.7e308)
@@ -32,9 +34,9 @@ class TextGeneration(Task):
     spec = TaskSpec(
         name="text_generation",
         description="predict the next word of a text (perplexity, lower is better)",
+        family="text",
+        metrics={"perplexity": MetricSpec("perplexity", higher_is_better=False, unit="ppl", digits=None)},
         primary_metric="perplexity",
-        higher_is_better=False,
-        metrics=("perplexity",),
         offline_dataset="grammar_lm",
         scheduler="cosine",
         max_grad_norm=1.0,          # the seed guide's clipping for language models
@@ -46,23 +48,35 @@ class TextGeneration(Task):
         defaults={"epochs": 6, "batch_size": 32},
     )
 
-    def forward(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _nll(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Logits, per-token NLL (0 on padding) and the mask of real target tokens."""
         inputs, targets = batch
         logits = model(inputs)
-        flat_logits, flat_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
-        pad_id = self.info.get("pad_id")
+        pad_id = None if self.data is None else self.data.pad_id
         ignore = -100 if pad_id is None else int(pad_id)
-        nll_sum = F.cross_entropy(flat_logits.float(), flat_targets, ignore_index=ignore, reduction="sum")
-        tokens = (flat_targets != ignore).sum()
-        nll = nll_sum / tokens.clamp(min=1)
-        loss = nll
+        token_nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                    ignore_index=ignore, reduction="none").reshape(targets.shape)
+        return logits, token_nll, targets != ignore, ignore
+
+    def train_step(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits, token_nll, real, ignore = self._nll(model, batch)
+        nll_sum, tokens = token_nll.sum(), real.sum()
+        loss = nll_sum / tokens.clamp(min=1)
         if self.label_smoothing > 0:
             # Train on the smoothed loss, but report the plain NLL so perplexity stays a perplexity.
-            loss = F.cross_entropy(flat_logits.float(), flat_targets, ignore_index=ignore,
-                                   label_smoothing=self.label_smoothing)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[1].reshape(-1),
+                                   ignore_index=ignore, label_smoothing=self.label_smoothing)
         return loss, {"nll_sum": nll_sum.detach(), "tokens": tokens}
 
-    def summarize(self, totals: Mapping[str, float]) -> dict[str, float]:
+    def eval_step(self, model: nn.Module, batch):
+        """Per chunk: its summed NLL and token count, so perplexity is recomputable from the file."""
+        _, token_nll, real, _ = self._nll(model, batch)
+        per_row_nll, per_row_tokens = token_nll.sum(dim=1), real.sum(dim=1)
+        records = [{"nll_sum": n, "tokens": t}
+                   for n, t in zip(per_row_nll.tolist(), per_row_tokens.tolist(), strict=True)]
+        return {"nll_sum": per_row_nll.sum(), "tokens": per_row_tokens.sum()}, records
+
+    def summarize(self, totals: Mapping[str, torch.Tensor]) -> dict[str, float]:
         tokens = float(totals["tokens"])
         mean_nll = float(totals["nll_sum"]) / tokens if tokens > 0 else float("nan")
         return {"loss": mean_nll, "perplexity": perplexity(mean_nll)}

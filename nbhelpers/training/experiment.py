@@ -5,11 +5,11 @@ a time and still produce exactly what `python -m nbhelpers run` produces:
 
     exp = Experiment(cfg)        # resolve the config, seed, pick the device, open the run dir
     data = exp.load_data()       # DataBundle (train/val/test)
-    model = exp.build_model()
+    model = exp.build_model()    # the model, then the task, built from the live data facts
     optimizer = exp.build_optimizer()
     trainer = exp.build_trainer()  # loaders, LR schedule, Trainer (resumes from last.pt if asked)
     fit = exp.fit()
-    summary = exp.finish()       # test metrics of the best checkpoint, summary.json, details.txt
+    summary = exp.finish()       # test evaluation of the best checkpoint, predictions, summary.json
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from torch.utils.data import DataLoader
 
 import nbhelpers
 from nbhelpers.config import RunConfig, resolve_config
-from nbhelpers.data.base import DataBundle, default_data_dir
+from nbhelpers.data.base import DataBundle, cap, default_data_dir
 from nbhelpers.errors import UserInputError
 from nbhelpers.optim import build_optimizer, optimizer_state_bytes
 from nbhelpers.registry import DATASETS, MODELS, TASKS
 from nbhelpers.schedulers import build_scheduler
 from nbhelpers.training.details import details_text
-from nbhelpers.training.rundir import RunDir, read_json, read_jsonl, write_json, write_text
+from nbhelpers.training.rundir import RunDir, read_json, read_jsonl, write_json, write_jsonl, write_text
 from nbhelpers.training.trainer import FitResult, Trainer
 
 
@@ -117,6 +117,7 @@ class Experiment:
         self.model = None
         self.optimizer = None
         self.choice = None
+        self.task = None
         self.trainer: Trainer | None = None
         self.fit_result: FitResult | None = None
         self.resumed_from_epoch = 0
@@ -132,15 +133,16 @@ class Experiment:
         if self.cfg.target is None and self.data.info.get("target") is not None:
             # A corpus with a known optimum (grammar_lm) sets its own target.
             self.cfg = self.cfg.replace(target=float(self.data.info["target"]))
-        self.task = TASKS.get(self.cfg.task).factory(label_smoothing=self.cfg.label_smoothing,
-                                                     info=self.data.info)
         return self.data
 
     def build_model(self):
+        """The model, then the task: the task reads the data facts the model builder left
+        (a model may install its own tokenizer), so it is built second."""
         # Re-seed so the initial weights depend on the seed alone, not on what data loading drew.
         torch.manual_seed(self.cfg.seed)
         builder = MODELS.get(self.cfg.model).factory
         self.model = builder(info=self.data.info, **dict(self.cfg.model_kwargs))
+        self.task = TASKS.get(self.cfg.task).factory(data=self.data, label_smoothing=self.cfg.label_smoothing)
         return self.model
 
     def build_optimizer(self):
@@ -160,7 +162,7 @@ class Experiment:
         cfg = self.cfg
         self.loader_generator = torch.Generator().manual_seed(cfg.seed)
         self.train_loader = self._loader(self.data.train, shuffle=True, generator=self.loader_generator)
-        self.val_loader = self._loader(self.data.val, shuffle=False)
+        self.val_loader = self._loader(cap(self.data.val, cfg.val_max_samples), shuffle=False)
         self.test_loader = self._loader(self.data.test, shuffle=False)
         schedule = build_scheduler(cfg.scheduler, self.optimizer, epochs=cfg.epochs,
                                    steps_per_epoch=len(self.train_loader),
@@ -169,7 +171,7 @@ class Experiment:
                                schedule=schedule, device=self.device, amp=cfg.amp,
                                max_grad_norm=cfg.max_grad_norm, patience=cfg.early_stopping_patience,
                                target=cfg.target, run_dir=self.run, progress=cfg.progress,
-                               loader_generator=self.loader_generator)
+                               loader_generator=self.loader_generator, eval_every=cfg.eval_every)
         if cfg.resume and self.run.last.exists():
             state = torch.load(self.run.last, map_location=self.device, weights_only=False)
             best = torch.load(self.run.best_model, map_location="cpu") if self.run.best_model.exists() else None
@@ -196,7 +198,11 @@ class Experiment:
         """Evaluate the best checkpoint on the test split and write summary.json and details.txt."""
         fit = self.fit_result
         has_best = fit.best_epoch is not None
-        test = self.trainer.evaluate(self.test_loader) if has_best else None
+        test = None
+        if has_best:
+            evaluation = self.trainer.evaluate(self.test_loader, "test")
+            write_jsonl(self.run.predictions("test"), evaluation.records)
+            test = evaluation.metrics
         best_row = next((r for r in fit.history if r["epoch"] == fit.best_epoch), {})
         summary = self._summary(status=fit.status, error=fit.error, test=test, best_row=best_row)
         write_json(self.run.summary, summary)
@@ -215,8 +221,10 @@ class Experiment:
             "run_id": cfg.run_id, "task": cfg.task, "dataset": cfg.dataset, "model": cfg.model,
             "optimizer": cfg.optimizer, "seed": cfg.seed, "grid": dict(cfg.grid),
             "status": status, "error": error,
+            "experiment": cfg.experiment,
             "primary_metric": self.task_spec.primary_metric,
             "higher_is_better": self.task_spec.higher_is_better,
+            "metric_specs": self.task_spec.metric_specs(),
             "epochs_run": len(finished), "best_epoch": fit.best_epoch if fit else None,
             "best_val": fit.best_val if fit else None,
             "train": split("train_") or None, "val": split("val_") or None, "test": test,

@@ -91,6 +91,10 @@ class RunDir:
     best_model = property(lambda self: self.path / "best_model.pt")
     last = property(lambda self: self.path / "last.pt")
 
+    def predictions(self, split: str) -> Path:
+        """predictions_val.jsonl (best epoch) or predictions_test.jsonl (best checkpoint)."""
+        return self.path / f"predictions_{split}.jsonl"
+
     def create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
 

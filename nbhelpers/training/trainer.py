@@ -3,7 +3,9 @@
 It owns what the notebooks should not have to repeat: mixed precision, gradient
 clipping, the two passes of SAM/GSAM, early stopping that restores the best weights,
 checkpoints for resuming, divergence, and honest time and memory figures. The task
-supplies the loss and the metrics (nbhelpers.tasks.base.Task).
+supplies the loss, the evaluation and the metrics (nbhelpers.tasks.base.Task): the Trainer
+sums the task's per-batch statistics as tensors and asks the task to summarize them, and
+for validation and test it hands the task a loader of batches already on the device.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nbhelpers.schedulers import LRSchedule
-from nbhelpers.tasks.base import Task
+from nbhelpers.tasks.base import Evaluation, Task, add_stats
 from nbhelpers.training.monitors import MemoryMonitor, TrainTimer
 from nbhelpers.training.rundir import RunDir, save_torch, write_jsonl
 
@@ -29,6 +31,21 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Without clipping the gradient norm is only a diagnostic: measure it every 8th step, which
 # keeps its cost (a pass over all gradients) out of most steps.
 GRAD_NORM_EVERY = 8
+
+
+class DeviceLoader:
+    """A loader whose batches arrive on `device` (what Task.evaluate is promised)."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, device
+
+    def __iter__(self):
+        non_blocking = self.device.type == "cuda"
+        for batch in self.loader:
+            yield to_device(batch, self.device, non_blocking)
+
+    def __len__(self) -> int:
+        return len(self.loader)
 
 
 class Diverged(Exception):
@@ -121,7 +138,7 @@ class Trainer:
                  schedule: LRSchedule | None = None, device: torch.device | str = "cpu",
                  amp: str = "off", max_grad_norm: float | None = None, patience: int = 0,
                  target: float | None = None, run_dir: RunDir | None = None,
-                 progress: bool = True, loader_generator: torch.Generator | None = None,
+                 progress: bool = True, loader_generator: torch.Generator | None = None, eval_every: int = 1,
                  on_epoch_end: Callable[[dict], None] | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -137,6 +154,8 @@ class Trainer:
         self.progress = progress
         self.loader_generator = loader_generator
         self.on_epoch_end = on_epoch_end
+        # Epochs between full (decoding) validations; loss-only validation in between.
+        self.eval_every = max(1, int(eval_every))
         self.higher_is_better = task.spec.higher_is_better
         self.primary = task.spec.primary_metric
         self.sharpness_aware = hasattr(optimizer, "base_optimizer")
@@ -186,7 +205,7 @@ class Trainer:
     def _train_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss, stats = self.task.forward(self.model, batch)
+            loss, stats = self.task.train_step(self.model, batch)
         self._backward(loss)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -208,7 +227,7 @@ class Trainer:
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
             with torch.enable_grad(), frozen_batchnorm_stats(self.model), self._autocast():
-                second_loss, _ = self.task.forward(self.model, batch)
+                second_loss, _ = self.task.train_step(self.model, batch)
             self._backward(second_loss)
             if self.scaler is not None:
                 self._unscale_in_place()
@@ -245,8 +264,7 @@ class Trainer:
             self._step_in_epoch = step
             batch = to_device(batch, self.device, non_blocking)
             loss, stats = self._train_step(batch)
-            for key, value in stats.items():
-                totals[key] = totals[key] + value if key in totals else value.detach().clone()
+            add_stats(totals, stats)
             samples += self.task.batch_size(batch)
             if step % self._check_every == 0 and not torch.isfinite(loss.detach()):
                 raise Diverged(f"the training loss became {float(loss.detach())} in epoch {epoch}, step {step + 1}")
@@ -258,25 +276,33 @@ class Trainer:
             bar.update()
         seconds = timer.stop()
         bar.close()
-        metrics = self.task.summarize({k: float(v) for k, v in totals.items()})
+        metrics = self.task.summarize(totals)
         if not math.isfinite(metrics["loss"]):
             raise Diverged(f"the training loss became {metrics['loss']} in epoch {epoch}")
         peak, steady = self._memory.end_epoch()
         return {"train_s": seconds, "samples": samples, "metrics": metrics,
                 "grad_norm": float(self._grad_norm_sum) / max(1, self._grad_norm_count), "mem": (peak, steady)}
 
-    @torch.no_grad()
-    def evaluate(self, loader) -> dict[str, float]:
-        """Loss and metrics of the current weights on a loader (eval mode, no gradients)."""
+    def _eval_context(self):
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(self._autocast())
+        return stack
+
+    def evaluate(self, loader, split: str = "val") -> Evaluation:
+        """The task's full evaluation of the current weights on a split (eval mode, no gradients)."""
         self.model.eval()
-        totals: dict[str, torch.Tensor] = {}
-        for batch in loader:
-            batch = to_device(batch, self.device, self.device.type == "cuda")
-            with self._autocast():
-                _, stats = self.task.forward(self.model, batch)
-            for key, value in stats.items():
-                totals[key] = totals[key] + value if key in totals else value.detach().clone()
-        return self.task.summarize({k: float(v) for k, v in totals.items()})
+        with self._eval_context():
+            return self.task.evaluate(self.model, DeviceLoader(loader, self.device), split)
+
+    def evaluate_loss(self, loader) -> dict[str, float]:
+        """The task's loss-only validation (no decoding), for the epochs between full evaluations."""
+        self.model.eval()
+        with self._eval_context():
+            return self.task.evaluate_loss(self.model, DeviceLoader(loader, self.device))
+
+    def _is_full_eval_epoch(self, epoch: int, epochs: int) -> bool:
+        return epoch % self.eval_every == 0 or epoch == epochs
 
     def _improved(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -311,7 +337,9 @@ class Trainer:
                     write_jsonl(self.run_dir.history, self.state.history)
                 break
             self.state.train_time_s += train["train_s"]
-            val = self.evaluate(val_loader)
+            full = self._is_full_eval_epoch(epoch, epochs)
+            evaluation = self.evaluate(val_loader, "val") if full else None
+            val = evaluation.metrics if full else self.evaluate_loss(val_loader)
             row = {"epoch": epoch, "wall_s": self.state.train_time_s}
             row.update({f"train_{k}": v for k, v in train["metrics"].items()})
             row.update({f"val_{k}": v for k, v in val.items()})
@@ -319,19 +347,23 @@ class Trainer:
                         "samples_per_s": train["samples"] / max(train["train_s"], 1e-9),
                         "mem_peak_mb": train["mem"][0], "mem_steady_mb": train["mem"][1]})
             self.state.history.append(row)
-            value = val[self.primary]
-            if self._improved(value):
+            # Loss-only epochs have no primary metric: they neither pick the best epoch nor
+            # count towards early stopping's patience.
+            value = val.get(self.primary, float("nan"))
+            if full and self._improved(value):
                 self.state.best_val, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
                 self._best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
                 if self.run_dir is not None:
                     save_torch(self.run_dir.best_model, self._best_weights)
-            else:
+                    write_jsonl(self.run_dir.predictions("val"), evaluation.records)
+            elif full:
                 self.state.bad_epochs += 1
             if self.state.epochs_to_target is None and self._reached_target(value):
                 self.state.epochs_to_target, self.state.time_to_target_s = epoch, self.state.train_time_s
             if self.schedule is not None:
                 self.schedule.after_epoch(val.get("loss"))
-            bar.set_postfix({f"val_{self.primary}": f"{value:.4f}"}, refresh=False)
+            if full:
+                bar.set_postfix({f"val_{self.primary}": f"{value:.4f}"}, refresh=False)
             self._checkpoint()
             if self.on_epoch_end is not None:
                 self.on_epoch_end(row)
