@@ -34,7 +34,7 @@ from nbhelpers.report import (
     load_runs,
     make_figures,
     png_bytes,
-    results_table,
+    results_tables,
     to_html,
 )
 
@@ -47,19 +47,23 @@ print(f"{sweep}: {len(runs)} runs, {len(histories)} epochs recorded")
 # ## Results
 
 # %% tags=["remove-input"]
-table = results_table(runs)
-display(HTML(to_html(table)))
+# One table per data set: metrics of different data sets are not comparable.
+for number, table in enumerate(results_tables(runs), start=1):
+    display(HTML(to_html(table, table_id=f"results-{number}")))
 
 # %% [markdown]
 # ## How to read the table
 #
-# - **One row per configuration** (model, layers, optimizer and any other grid
-#   value). Rows are sorted by architecture, then layers, then optimizer, and `#`
-#   numbers them in that order, so "experiment 3" means the same row everywhere.
+# - **One table per data set, one row per configuration** (model, layers, optimizer
+#   and any other grid value). Rows are sorted by architecture, then layers, then
+#   optimizer; `#` is the experiment's number in the params file, so "experiment 3"
+#   means the same run in the params file, the table and the figures.
+# - **Every metric the task declares** gets columns, shown as the task declares it
+#   (accuracy in percent, BLEU on its 0-100 scale, perplexity with 4 significant digits).
 # - **train / val / test** are read at the *best epoch*, the epoch with the best
 #   validation value of the primary metric; test numbers come from the checkpoint
 #   saved at that epoch. A large gap between train and val means overfitting.
-# - **Bold** marks the best configuration of each architecture (on test when a
+# - **Bold** marks the best configuration of each architecture on each data set (on test when a
 #   test split was evaluated, else on validation), respecting whether higher or
 #   lower is better.
 # - With several seeds a cell reads *mean ± standard deviation* and `n` counts

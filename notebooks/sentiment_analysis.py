@@ -44,6 +44,8 @@ max_grad_norm: float = None  # None: task default (1.0); 0 or less: off
 early_stopping_patience: int = None  # None: task default (3); 0 or less: off
 label_smoothing: float = None  # None: task default (0.05)
 max_samples: int = None  # cap on the training split (and on validation/test)
+val_max_samples: int = None  # a further cap on the validation split
+eval_every: int = 1  # epochs between full validations (loss-only in between)
 dataset_kwargs: dict = {}  # dataset knobs, e.g. {"bptt": 128} for language models
 num_workers: int = 0  # DataLoader worker processes
 seed: int = 0  # random seed (weights, shuffling, dropout)
@@ -56,6 +58,7 @@ target: float = None  # validation accuracy for 'time to target'; None: 0.85
 data_dir: str = None  # cache of real datasets; None: ~/.cache/nbhelpers
 output_dir: str = "executed/notebook"  # the run directory goes to <output_dir>/runs/<run_id>/
 grid: dict = {}  # grid values that name this run (set by sweeps)
+experiment: int = None  # the run's number in its params file (set by sweeps)
 resume: bool = False  # continue from last.pt when the run directory has one
 progress: bool = True  # show progress bars
 
@@ -170,6 +173,36 @@ print(f"lr {exp.choice.lr:g}, weight decay {exp.choice.weight_decay:g} ({exp.cho
       f"other settings {exp.choice.kwargs}" + (f", base {exp.choice.base}" if exp.choice.base else ""))
 
 # %% [markdown]
+# ## One training step by hand
+#
+# Before the Trainer takes over, here is the step it repeats for every batch: the forward
+# pass and the task's loss, the backward pass, the optimizer's step, and what the step
+# changed. It runs on a copy of the model with its own optimizer, so the run below is
+# exactly what it would be without this cell.
+
+# %%
+from nbhelpers.training.walkthrough import (batch_loss, isolated_rng, optimizer_step, practice_copy, snapshot,
+                                            update_sizes)
+
+with isolated_rng():  # the dropout drawn here must not move the run's random numbers
+    practice_model, practice_optimizer, batch = practice_copy(exp)
+    before, loss_before = snapshot(practice_model), batch_loss(exp.task, practice_model, batch)
+    practice_optimizer.zero_grad(set_to_none=True)
+    loss, stats = exp.task.train_step(practice_model, batch)  # forward pass and the task's loss
+    loss.backward()  # gradients of the batch's mean loss
+    optimizer_step(practice_optimizer, lambda: exp.task.train_step(practice_model, batch)[0])
+    loss_after = batch_loss(exp.task, practice_model, batch)
+print(f"{exp.cfg.optimizer}: loss on this batch {loss_before:.4f} before the step, {loss_after:.4f} after")
+display(update_sizes(before, practice_model))
+
+# %% [markdown]
+# The Trainer repeats exactly this for every batch of every epoch, and adds what a real
+# run needs: gradient clipping (`max_grad_norm`) between the backward pass and the step,
+# mixed precision (`amp`; fp16 with a gradient scaler), the second forward/backward pass of
+# SAM and GSAM at the perturbed weights (the closure `optimizer_step` passes above), the LR
+# schedule, and a check that the loss stays finite.
+
+# %% [markdown]
 # ## Training
 #
 # The Trainer clips the global gradient norm at 1.0, halves the LR when the validation
@@ -181,7 +214,7 @@ print(f"lr {exp.choice.lr:g}, weight decay {exp.choice.weight_decay:g} ({exp.cho
 trainer = exp.build_trainer()
 fit = exp.fit()
 print(f"{fit.status} after {len(fit.history)} epochs, {fit.train_time_s:.1f} s of training; "
-      f"best validation accuracy {fit.best_val} in epoch {fit.best_epoch}")
+      f"best validation {exp.task_spec.primary.label} {fit.best_val} in epoch {fit.best_epoch}")
 
 # %% [markdown]
 # ## Learning curves
@@ -190,7 +223,8 @@ print(f"{fit.status} after {len(fit.history)} epochs, {fit.train_time_s:.1f} s o
 # lines the validation split after the epoch.
 
 # %%
-fig = run_curves_figure(fit.history, "accuracy", higher_is_better=True, loss_label="cross-entropy (smoothed labels)",
+fig = run_curves_figure(fit.history, exp.task_spec.primary_metric, spec=exp.task_spec.primary,
+                        loss_label="cross-entropy (smoothed labels)",
                         title=f"{exp.cfg.model} with {exp.cfg.optimizer} on {exp.cfg.dataset}")
 plt.show()
 

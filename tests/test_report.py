@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 
 from nbhelpers.errors import UserInputError
+from nbhelpers.metric_spec import LOSS_SPEC, MetricSpec
+from nbhelpers.registry import TASKS
 from nbhelpers.report import (
     build_report,
     format_metric,
@@ -28,6 +30,7 @@ from nbhelpers.report import (
     make_figures,
     notebook_to_html,
     results_table,
+    results_tables,
     to_html,
     to_latex,
     to_markdown,
@@ -50,8 +53,13 @@ def _dump(path, data) -> None:
 
 def write_run(sweep, *, model, optimizer, seed=0, layers=None, task="text_generation", dataset="ptb_text_only",
               metric="perplexity", higher_is_better=False, final=150.0, epochs=4, status="completed",
-              diverge_after=None, target=200.0, params=1_000_000):
-    """One run directory with config.json, history.jsonl, summary.json and details.txt."""
+              diverge_after=None, target=200.0, params=1_000_000, experiment=None, metric_specs=None, extra=None):
+    """One run directory with config.json, history.jsonl, summary.json and details.txt.
+
+    The metric facts are the registered task's (as a real run writes them) unless given.
+    """
+    if metric_specs is None:
+        metric_specs = TASKS.get(task).meta["spec"].metric_specs()
     grid = {"layers": layers} if layers is not None else {}
     run_id = f"{model}-{optimizer}" + (f"-layers{layers}" if layers is not None else "") + f"-s{seed}"
     run_dir = sweep / "runs" / run_id
@@ -97,8 +105,8 @@ def write_run(sweep, *, model, optimizer, seed=0, layers=None, task="text_genera
     summary = {
         "run_id": run_id, "task": task, "dataset": dataset, "model": model, "optimizer": optimizer, "seed": seed,
         "grid": grid, "status": status, "error": None if status in ("completed", "early_stopped") else f"{status} run",
-        "primary_metric": metric, "higher_is_better": higher_is_better,
-        "epochs_run": len(history), "best_epoch": best["epoch"] if best else None,
+        "primary_metric": metric, "higher_is_better": higher_is_better, "metric_specs": metric_specs,
+        "experiment": experiment, "epochs_run": len(history), "best_epoch": best["epoch"] if best else None,
         "best_val": best[f"val_{metric}"] if best else None,
         "train": {"loss": best["train_loss"], metric: best[f"train_{metric}"]} if best else {},
         "val": {"loss": best["val_loss"], metric: best[f"val_{metric}"]} if best else {},
@@ -111,6 +119,9 @@ def write_run(sweep, *, model, optimizer, seed=0, layers=None, task="text_genera
         "optimizer_state_bytes": 0 if optimizer == "sgd" else 8 * params,
         "mem_peak_mb": 500.0 + len(history), "mem_steady_mb": 400.0, "device": "cpu",
     }
+    for split, values in (extra or {}).items():
+        if summary.get(split) is not None:
+            summary[split].update(values)
     _dump(run_dir / "summary.json", summary)
     (run_dir / "details.txt").write_text(f"Run {run_id}.\nPreprocessing: none.\nOutcome: {status}.\n", encoding="utf-8")
     return run_id
@@ -225,7 +236,7 @@ def test_seeds_aggregate_to_mean_and_std(tmp_path):
     assert row["test_perplexity"] == pytest.approx(vals.mean())
     assert row["test_perplexity_std"] == pytest.approx(vals.std(ddof=1))
     i = int(row["exp"]) - 1
-    assert table.cells["test PPL"].iloc[i] == f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}"
+    assert table.cells["test perplexity (ppl)"].iloc[i] == f"{vals.mean():.4g} ± {vals.std(ddof=1):.4g}"
     assert table.cells["n"].iloc[i] == "2"
     assert "± = " not in table.caption and "mean ± standard deviation over the n seeds" in table.caption
 
@@ -246,8 +257,8 @@ def _bold_rows_md(md: str) -> dict[str, str]:
 
 def test_best_per_architecture_is_bold_lower_is_better(tmp_path):
     table = results_table(load_runs(make_lm_sweep(tmp_path)))
-    best_lstm = f"{np.mean([150 * 0.95, 150 * 0.95 * 1.02]) * 1.03:.2f}"  # lstm_lm adamw 1 layer (2 seeds)
-    best_gpt = f"{180 * 0.95 * 1.03:.2f}"  # gpt_small adamw 1 layer
+    best_lstm = f"{np.mean([150 * 0.95, 150 * 0.95 * 1.02]) * 1.03:.4g}"  # lstm_lm adamw 1 layer (2 seeds)
+    best_gpt = f"{180 * 0.95 * 1.03:.4g}"  # gpt_small adamw 1 layer (perplexity: 4 significant digits)
     md = to_markdown(table)
     bold = _bold_rows_md(md)
     assert set(bold) == {"lstm_lm", "gpt_small"}
@@ -267,18 +278,19 @@ def test_best_per_architecture_is_bold_lower_is_better(tmp_path):
 
 def test_best_per_architecture_higher_is_better(tmp_path):
     table = results_table(load_runs(make_accuracy_sweep(tmp_path)))
-    assert table.higher_is_better and "test acc (%)" in table.cells.columns
+    assert table.higher_is_better and "test accuracy (%)" in table.cells.columns
     bold = _bold_rows_md(to_markdown(table))
     assert bold == {"cnn_scratch": f"{0.97 * 0.99 * 100:.2f}", "mnist_tiny": f"{0.95 * 0.99 * 100:.2f}"}
     assert "layers" not in table.cells.columns and "n" not in table.cells.columns
-    assert "ep. to 94%" in table.cells.columns  # the 'epochs to target' column, named by its target
+    assert "ep. to accuracy 94.00%" in table.cells.columns  # the 'epochs to target' column, named by its target
 
 
 def test_caption_explains_every_abbreviation(tmp_path):
     table = results_table(load_runs(make_lm_sweep(tmp_path)))
-    for phrase in ("PPL = perplexity", "# = experiment number", "val", "validation", "n = number of seeds",
-                   "Bold = best test PPL within each model", "lower is better", "k = thousand", "M = million",
-                   "opt. state", "KiB", "peak MB / steady MB", "ep. to PPL 200", "never = not reached",
+    for phrase in ("perplexity (ppl), lower is better", "# = the experiment's number in the params file", "val",
+                   "validation", "n = number of seeds", "Bold = best test perplexity within each model",
+                   "k = thousand", "M = million",
+                   "opt. state", "KiB", "peak MB / steady MB", "ep. to perplexity 200", "never = not reached",
                    "– = not available", "diverged", "layers = number of layers"):
         assert phrase in table.caption, phrase
     assert table.caption in to_markdown(table) and "\\caption{" in to_latex(table)
@@ -297,12 +309,68 @@ def test_csv_parses_back_with_raw_numbers(tmp_path):
     assert failed["status"] == "failed" and math.isnan(failed["test_perplexity"])
 
 
-def test_formatting_helpers():
-    assert format_metric(0.98765, "accuracy", 100) == "98.77"
-    assert format_metric(148.8612, "perplexity") == "148.86"
-    assert format_metric(4.39123, "loss") == "4.3912"
-    assert format_metric(float("nan"), "loss") == "–"
+def test_formatting_follows_the_declared_spec():
+    accuracy = MetricSpec("accuracy", higher_is_better=True, unit="%", scale=100.0)
+    bleu = MetricSpec("BLEU", higher_is_better=True, unit="BLEU")
+    assert format_metric(0.98765, accuracy) == "98.77"
+    assert format_metric(0.98765, accuracy, std=0.001) == "98.77 ± 0.10"
+    assert format_metric(34.5678, bleu) == "34.57" and bleu.header() == "BLEU"  # never multiplied
+    assert format_metric(0.5, bleu) == "0.50"  # a BLEU of 0.5 stays 0.5: nothing is guessed from the range
+    assert format_metric(148.8612, MetricSpec("perplexity", False, "ppl", digits=None)) == "148.9"
+    assert format_metric(4.39123, LOSS_SPEC) == "4.391"
+    assert format_metric(float("nan"), LOSS_SPEC) == "–"
     assert human_count(34_100_000) == "34.1M" and human_count(18_662) == "18.7k" and human_count(950) == "950"
+
+
+def test_every_declared_metric_gets_columns_and_bleu_is_not_scaled(tmp_path):
+    sweep = tmp_path / "mt"
+    specs = {"bleu": {"label": "BLEU", "higher_is_better": True, "unit": "BLEU", "scale": 1.0, "digits": 2},
+             "chrf": {"label": "chrF", "higher_is_better": True, "unit": "", "scale": 1.0, "digits": 2},
+             "loss": LOSS_SPEC.to_dict()}
+    for optimizer, final in (("adam", 0.8), ("sgd", 0.6)):
+        # A BLEU below 1 (a weak run): the old report would have multiplied it by 100.
+        write_run(sweep, model="cnn_scratch", optimizer=optimizer, task="image_classification", dataset="digits",
+                  metric="bleu", higher_is_better=True, final=final, target=0.5, metric_specs=specs,
+                  extra={"test": {"chrf": 40.0 + final}, "val": {"chrf": 41.0}})
+    table = results_table(load_runs(sweep))
+    assert {"val BLEU", "test BLEU", "val chrF", "test chrF", "test loss"} <= set(table.cells.columns)
+    assert "train chrF" not in table.cells.columns  # never measured on the training split
+    cells = table.cells.set_index("optimizer")
+    assert cells.loc["adam", "test BLEU"] == f"{0.8 * 0.99:.2f}" and cells.loc["adam", "test chrF"] == "40.80"
+
+
+def test_two_datasets_give_two_tables_with_their_own_bold(tmp_path):
+    sweep = tmp_path / "two"
+    for dataset, finals in (("digits", {"adam": 0.97, "sgd": 0.90}), ("mnist", {"adam": 0.95, "sgd": 0.99})):
+        for number, (optimizer, final) in enumerate(finals.items(), start=1):
+            write_run(sweep / dataset, model="cnn_scratch", optimizer=optimizer, task="image_classification",
+                      dataset=dataset, metric="accuracy", higher_is_better=True, final=final, target=0.94,
+                      experiment=number)
+    for dataset in ("digits", "mnist"):  # one sweep folder holding both datasets' runs
+        for run in (sweep / dataset / "runs").iterdir():
+            target = sweep / "runs" / f"{dataset}-{run.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            run.rename(target)
+    tables = results_tables(load_runs(sweep))
+    assert [t.numbers["dataset"].iloc[0] for t in tables] == ["digits", "mnist"]
+    best = [t.numbers.set_index("optimizer")["best_in_model"] for t in tables]
+    assert bool(best[0]["adam"]) and not best[0]["sgd"] and bool(best[1]["sgd"]) and not best[1]["adam"]
+    assert all("dataset" not in t.cells.columns for t in tables)
+    report = build_report(sweep, execute_notebook=False)
+    md = (report / "results.md").read_text(encoding="utf-8")
+    assert md.count("Table: ") == 2 and "### image_classification on mnist" in md
+    assert md.count("**") == 4
+    assert (report / "curves_epochs-digits.png").is_file() and (report / "curves_epochs-mnist.png").is_file()
+
+
+def test_hash_column_is_the_experiment_number_of_the_params_file(tmp_path):
+    sweep = tmp_path / "numbered"
+    # Listed in the params file as 1: sgd, 2: adam; sorted by optimizer the table shows adam first.
+    for number, optimizer in ((1, "sgd"), (2, "adam")):
+        write_run(sweep, model="cnn_scratch", optimizer=optimizer, task="image_classification", dataset="digits",
+                  metric="accuracy", higher_is_better=True, final=0.9, target=0.94, experiment=number)
+    table = results_table(load_runs(sweep))
+    assert list(table.cells["optimizer"]) == ["adam", "sgd"] and list(table.cells["#"]) == ["2", "1"]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -390,7 +458,7 @@ def test_build_report_executes_report_notebook(tmp_path):
     sweep = make_accuracy_sweep(tmp_path)
     report = build_report(sweep, execute_notebook=True)
     page = (report / "report.html").read_text(encoding="utf-8")
-    assert 'class="results"' in page and "cnn_scratch" in page and "Bold = best test acc" in page
+    assert 'class="results"' in page and "cnn_scratch" in page and "Bold = best test accuracy" in page
     assert (report / "report.ipynb").is_file()
     executed = nbformat.read(report / "report.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)

@@ -7,8 +7,9 @@ who wants the numbers in pandas.
 
     runs = load_runs(sweep_dir)            # one row per run
     histories = load_histories(sweep_dir)  # one row per run and epoch
-    table = results_table(runs)            # sorted, seeds aggregated, best in bold
-    to_markdown(table); to_latex(table); to_html(table); to_csv(table)
+    tables = results_tables(runs)          # one per (task, dataset): sorted, seeds aggregated, best in bold
+    to_markdown(tables[0]); to_latex(tables[0]); to_html(tables[0]); to_csv(tables[0])
+    metric_spec(runs, "accuracy")          # the metric facts the runs declared (label, unit, scale)
     for fig in make_figures(runs, histories): png_bytes(fig.figure), fig.caption
 """
 
@@ -29,9 +30,12 @@ from nbhelpers.report.tables import (
     human_bytes,
     human_count,
     human_duration,
-    metric_info,
+    metric_spec,
+    metric_specs,
     primary_metric,
+    reported_metrics,
     results_table,
+    results_tables,
     sort_runs,
     to_csv,
     to_html,
@@ -54,11 +58,14 @@ __all__ = [
     "load_runs",
     "make_figures",
     "memory_figure",
-    "metric_info",
+    "metric_spec",
+    "metric_specs",
     "notebook_to_html",
     "png_bytes",
     "primary_metric",
+    "reported_metrics",
     "results_table",
+    "results_tables",
     "sort_runs",
     "to_csv",
     "to_html",

@@ -20,7 +20,8 @@ import nbhelpers
 from nbhelpers.report.html import FigureEntry, RunEntry, index_page, notebook_to_html
 from nbhelpers.report.load import load_histories, load_runs
 from nbhelpers.report.plots import make_figures, png_bytes
-from nbhelpers.report.tables import results_table, sort_runs, to_csv, to_html, to_latex, to_markdown
+from nbhelpers.report.tables import (combined_csv, combined_html, combined_latex, combined_markdown, results_tables,
+                                     sort_runs)
 
 REPORT_NOTEBOOK = Path(nbhelpers.__file__).resolve().parent.parent / "notebooks" / "report.py"
 
@@ -140,10 +141,10 @@ def build_report(sweep_dir: Path, *, execute_notebook: bool = True) -> Path:
     report_dir = sweep_dir / "report"
     report_dir.mkdir(exist_ok=True)
 
-    table = results_table(runs)
-    write_atomic(report_dir / "results.csv", to_csv(table))
-    write_atomic(report_dir / "results.md", to_markdown(table))
-    write_atomic(report_dir / "results.tex", to_latex(table))
+    tables = results_tables(runs)  # one per (task, dataset)
+    write_atomic(report_dir / "results.csv", combined_csv(tables))
+    write_atomic(report_dir / "results.md", combined_markdown(tables))
+    write_atomic(report_dir / "results.tex", combined_latex(tables))
 
     figures = []
     for item in make_figures(runs, histories):
@@ -169,7 +170,7 @@ def build_report(sweep_dir: Path, *, execute_notebook: bool = True) -> Path:
     page = index_page(
         title=_title(sweep_dir, runs),
         subtitle=_subtitle(runs),
-        table_html=to_html(table),
+        table_html=combined_html(tables),
         figures=figures,
         runs=entries,
         report_notebook_href="report.html" if (report_dir / "report.html").is_file() else None,

@@ -18,7 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from nbhelpers.report.tables import metric_info, percent_scale, primary_metric, sort_runs
+from nbhelpers.metric_spec import MetricSpec
+from nbhelpers.report.tables import metric_spec, primary_metric, sort_runs, table_groups
 
 DPI = 120
 _PROBLEM_STATUSES = ("diverged", "failed")
@@ -101,11 +102,11 @@ def curves_figure(runs: pd.DataFrame, histories: pd.DataFrame, *, quantity: str 
     name = metric if quantity == "metric" else "loss"
     if name == "loss":
         higher = False
-    info = metric_info(name)
+    spec = metric_spec(runs, name)
     columns = [f"train_{name}", f"val_{name}"]
     present = histories[histories["run_id"].isin(runs["run_id"])] if "run_id" in histories else histories
     all_values = pd.concat([_finite(present[c]) for c in columns if c in present] or [pd.Series(dtype=float)])
-    scale = percent_scale(name, all_values)
+    scale = spec.scale
     log = use_log_scale(all_values, higher_is_better=higher)
 
     figure = Figure(figsize=(9, 5.2))
@@ -130,8 +131,7 @@ def curves_figure(runs: pd.DataFrame, histories: pd.DataFrame, *, quantity: str 
         handles.append(Line2D([], [], color=colour, linewidth=2, label=_label(run)))
         plotted.append(run)
 
-    unit = " (%)" if scale == 100 else ""
-    ylabel = f"{info.name}{unit}" + (" (log scale)" if log else "")
+    ylabel = spec.header() + (" (log scale)" if log else "")
     xlabel = "epoch" if x == "epoch" else "training time (s, evaluation excluded)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -141,7 +141,7 @@ def curves_figure(runs: pd.DataFrame, histories: pd.DataFrame, *, quantity: str 
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, which="major", alpha=0.3)
     title_x = "epochs" if x == "epoch" else "training time"
-    ax.set_title(f"{info.name.capitalize()} over {title_x}")
+    ax.set_title(f"{spec.label[:1].upper() + spec.label[1:]} over {title_x}")
     if plotted:
         style_handles = [
             Line2D([], [], color="0.2", linestyle="-", label="train"),
@@ -153,7 +153,7 @@ def curves_figure(runs: pd.DataFrame, histories: pd.DataFrame, *, quantity: str 
         _empty_axes_note(ax, "no epoch was recorded by any run")
 
     caption = (
-        f"Training (solid lines) and validation (dashed lines) {info.name}{' in percent' if scale == 100 else ''} "
+        f"Training (solid lines) and validation (dashed lines) {spec.header()} "
         f"over {'epochs' if x == 'epoch' else 'cumulative training time in seconds (evaluation excluded)'} "
         f"for {len(plotted)} runs of {_describe(runs)}; one colour per run, named by its run id "
         f"(model-optimizer-grid values-seed). {'Lower' if not higher else 'Higher'} is better"
@@ -198,8 +198,7 @@ def memory_figure(runs: pd.DataFrame) -> FigureWithCaption:
     return FigureWithCaption("memory.png", figure, caption)
 
 
-def make_figures(runs: pd.DataFrame, histories: pd.DataFrame) -> list[FigureWithCaption]:
-    """The report's figures, in the order they appear: metric over epochs and over time, loss, memory."""
+def _figures_of(runs: pd.DataFrame, histories: pd.DataFrame) -> list[FigureWithCaption]:
     figures = [
         curves_figure(runs, histories, quantity="metric", x="epoch"),
         curves_figure(runs, histories, quantity="metric", x="wall_s"),
@@ -211,34 +210,66 @@ def make_figures(runs: pd.DataFrame, histories: pd.DataFrame) -> list[FigureWith
     return figures
 
 
-def run_curves_figure(history: list[dict] | pd.DataFrame, metric: str, *, higher_is_better: bool,
+def _with_task_column(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs if "task" in runs else runs.assign(task="")
+
+
+def make_figures(runs: pd.DataFrame, histories: pd.DataFrame) -> list[FigureWithCaption]:
+    """The report's figures, in the order they appear: metric over epochs and over time, loss, memory.
+
+    A sweep over several data sets (or tasks) gets these figures once per (task, dataset), their
+    file names suffixed with the dataset (curves_epochs-mnist.png), since their metrics do not share an axis.
+    """
+    groups = table_groups(runs)
+    if len(groups) <= 1:
+        return _figures_of(runs, histories)
+    figures = []
+    for group in groups:
+        first = group.iloc[0]
+        several_tasks = _with_task_column(runs)["task"].nunique() > 1
+        suffix = f"{first['task']}-{first['dataset']}" if several_tasks else str(first["dataset"])
+        for item in _figures_of(group, histories):
+            stem, dot, ext = item.filename.rpartition(".")
+            figures.append(FigureWithCaption(f"{stem}-{suffix}.{ext}", item.figure, item.caption))
+    return figures
+
+
+def run_curves_figure(history: list[dict] | pd.DataFrame, metric: str, *, spec: MetricSpec,
                       title: str, loss_label: str = "loss", reference: float | None = None,
                       reference_label: str = "best possible") -> Figure:
     """One run's curves for a notebook: metric over epochs and over training time, and loss.
 
-    Training split solid (a running average over the epoch), validation dashed; the metric's
-    y-axis turns logarithmic when it spans more than a decade and lower is better. Made with
-    pyplot, unlike the report's figures, so that a notebook's `plt.show()` displays it.
+    `spec` is the task's MetricSpec for `metric` (label, unit, scale, direction), e.g.
+    `exp.task_spec.primary`. Training split solid (a running average over the epoch),
+    validation dashed; the metric's y-axis turns logarithmic when it spans more than a decade
+    and lower is better. Epochs validated on the loss alone (eval_every > 1) have no metric
+    point. Made with pyplot, unlike the report's figures, so that `plt.show()` displays it.
     """
     import matplotlib.pyplot as plt
 
     history = pd.DataFrame(history)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     train, val = f"train_{metric}", f"val_{metric}"
-    if train in history:
-        log_y = use_log_scale(pd.concat([history[train], history[val]]), higher_is_better=higher_is_better)
+    if train in history or val in history:
+        shown = {c: _finite(history[c]) * spec.scale for c in (train, val) if c in history}
+        log_y = use_log_scale(pd.concat(list(shown.values())), higher_is_better=spec.higher_is_better)
         for ax, x, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "wall_s", "training time (s, evaluation excluded)")):
-            ax.plot(history[x], history[train], "-", marker="o", label="train")
-            ax.plot(history[x], history[val], "--", marker="o", label="validation")
+            for column, style, label in ((train, "-", "train"), (val, "--", "validation")):
+                if column in shown:
+                    ok = shown[column].notna()
+                    ax.plot(history[x][ok], shown[column][ok], style, marker="o", label=label)
             if reference is not None:
-                ax.axhline(reference, color="grey", linestyle=":", label=f"{reference_label} ({reference:.2f})")
+                shown_reference = reference * spec.scale
+                ax.axhline(shown_reference, color="grey", linestyle=":",
+                           label=f"{reference_label} ({shown_reference:.2f})")
             if log_y:
                 ax.set_yscale("log")
-            ax.set(xlabel=xlabel, ylabel=metric)
-        for column, style, label in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
+            ax.set(xlabel=xlabel, ylabel=spec.header())
+    for column, style, label in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
+        if column in history:
             axes[2].plot(history["epoch"], history[column], style, marker="o", label=label)
-    axes[0].set_title(f"{metric} over epochs")
-    axes[1].set_title(f"{metric} over training time")
+    axes[0].set_title(f"{spec.label} over epochs")
+    axes[1].set_title(f"{spec.label} over training time")
     axes[2].set(xlabel="epoch", ylabel=loss_label, title="loss")
     for ax in axes:
         ax.grid(alpha=0.3, which="both")

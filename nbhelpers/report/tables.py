@@ -11,62 +11,47 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from nbhelpers.metric_spec import LOSS_SPEC, MetricSpec
+
 MISSING = "–"  # shown where a value does not exist (a failed run has no test loss)
 
 
 # ----------------------------------------------------------------------------- metrics
-@dataclass(frozen=True)
-class MetricInfo:
-    """How a metric is named in headers and captions, and how its values print."""
-
-    abbrev: str  # header text, e.g. "acc"
-    name: str  # caption text, e.g. "accuracy"
-    percent: bool  # stored as a fraction (0..1), shown as a percentage
-    decimals: int | None = 2  # None: 4 significant digits (a metric we know nothing about)
-
-
-_METRICS = {
-    "accuracy": MetricInfo("acc", "accuracy", True),
-    "pixel_accuracy": MetricInfo("pixel acc", "pixel accuracy", True),
-    "perplexity": MetricInfo("PPL", "perplexity", False),
-    "f1": MetricInfo("F1", "F1 score", True),
-    "macro_f1": MetricInfo("macro-F1", "macro-averaged F1 score", True),
-    "miou": MetricInfo("mIoU", "mean intersection over union", True),
-    "mean_iou": MetricInfo("mIoU", "mean intersection over union", True),
-    "iou": MetricInfo("IoU", "intersection over union", True),
-    "dice": MetricInfo("Dice", "Dice coefficient", True),
-    "exact_match": MetricInfo("EM", "exact match", True),
-    "bleu": MetricInfo("BLEU", "BLEU score", True),
-    "rouge1": MetricInfo("ROUGE-1", "ROUGE-1 F-score", True),
-    "rouge2": MetricInfo("ROUGE-2", "ROUGE-2 F-score", True),
-    "rougeL": MetricInfo("ROUGE-L", "ROUGE-L F-score", True),
-    "rouge_l": MetricInfo("ROUGE-L", "ROUGE-L F-score", True),
-    "loss": MetricInfo("loss", "loss", False, 4),
-}
+def metric_specs(runs: pd.DataFrame) -> dict[str, MetricSpec]:
+    """The metric facts the runs declared in summary.json ("metric_specs"), first run first."""
+    specs: dict[str, MetricSpec] = {}
+    for declared in runs.get("metric_specs", []):
+        if not isinstance(declared, dict):
+            continue
+        for name, facts in declared.items():
+            if name not in specs and isinstance(facts, dict):
+                try:
+                    specs[name] = MetricSpec.from_dict(facts)
+                except TypeError:
+                    warnings.warn(f"ignoring unreadable metric facts for {name!r}: {facts!r}", stacklevel=2)
+    return specs
 
 
-def metric_info(metric: str) -> MetricInfo:
-    """Header abbreviation, caption name and number format of a metric."""
-    return _METRICS.get(metric, MetricInfo(metric, metric.replace("_", " "), False, None))
+def metric_spec(runs: pd.DataFrame, name: str) -> MetricSpec:
+    """The declared facts of one metric; a metric no run declared is shown as stored.
 
-
-def percent_scale(metric: str, values) -> float:
-    """100 when a percent-like metric is stored as fractions (every value within [-1, 1]), else 1.
-
-    Tasks report fractions; the check keeps a metric already stored in percent
-    (BLEU from sacrebleu, say) from being multiplied twice.
+    Runs written before metric facts existed declare none: their values are shown unscaled
+    with 4 significant digits, and the direction is what summary.json says of the primary
+    metric. Nothing is guessed from the values.
     """
-    if not metric_info(metric).percent:
-        return 1.0
-    finite = pd.to_numeric(pd.Series(values, dtype="float64"), errors="coerce")
-    finite = finite[np.isfinite(finite)]
-    return 100.0 if finite.empty or finite.abs().max() <= 1.0 else 1.0
+    declared = metric_specs(runs).get(name)
+    if declared is not None:
+        return declared
+    if name == "loss":
+        return LOSS_SPEC
+    return MetricSpec(name, higher_is_better=_higher_is_better(runs, name), digits=None)
 
 
 def _is_finite(value) -> bool:
@@ -76,19 +61,13 @@ def _is_finite(value) -> bool:
         return False
 
 
-def format_metric(value, metric: str, scale: float = 1.0, std=None) -> str:
-    """`value` (and `± std` when given) in the metric's print format; MISSING when not finite."""
+def format_metric(value, spec: MetricSpec, std=None) -> str:
+    """`value` (and `± std` when given) as the metric's spec displays it; MISSING when not finite."""
     if not _is_finite(value):
         return MISSING
-    info = metric_info(metric)
-
-    def one(x: float) -> str:
-        x = float(x) * scale
-        return f"{x:.4g}" if info.decimals is None else f"{x:.{info.decimals}f}"
-
-    text = one(value)
+    text = spec.format(value)
     if _is_finite(std):
-        text += f" ± {one(std)}"
+        text += f" ± {spec.format(std)}"
     return text
 
 
@@ -226,20 +205,22 @@ def _aggregate(group: pd.DataFrame, quantities: list[str]) -> dict:
     return row
 
 
-def _numbers(runs: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
-    quantities = [f"{s}_{metric}" for s in ("train", "val", "test")]
-    quantities += [f"{s}_loss" for s in ("train", "val", "test") if metric != "loss"]
+def _numbers(runs: pd.DataFrame, metrics: list[str], keys: list[str]) -> pd.DataFrame:
+    quantities = [f"{s}_{m}" for m in metrics for s in ("train", "val", "test")]
     quantities += list(_RUN_QUANTITIES)
     rows = []
     for _, group in runs.groupby(list(_IDENTITY), sort=False, dropna=False):
         first = group.iloc[0]
-        row = {"exp": len(rows) + 1}
+        # "#" is the experiment's number in its params file (what sweeps record), so that the
+        # table's numbers match the params file and the seeds' reports; else the row number.
+        experiment = _mode(list(group.get("experiment", [])), None)
+        row = {"exp": int(experiment) if _is_finite(experiment) else len(rows) + 1}
         for column in ("task", "dataset", "model", "layers"):
             row[column] = first[column]
         for key in keys:
             row[key] = first.get(f"grid.{key}")
         row["optimizer"] = first["optimizer"]
-        row["primary_metric"] = metric
+        row["primary_metric"] = metrics[0]
         row["n_runs"] = len(group)
         row["seeds"] = " ".join(_plain(s) for s in group["seed"])
         row["run_ids"] = " ".join(group["run_id"].astype(str))
@@ -253,10 +234,10 @@ def _numbers(runs: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
 
 
 def _best_mask(numbers: pd.DataFrame, metric: str, higher_is_better: bool) -> tuple[pd.Series, set[str]]:
-    """Rows that hold the best result of their model, and the splits used to rank."""
+    """Rows that hold the best result of their (task, dataset, model), and the splits used to rank."""
     best = pd.Series(False, index=numbers.index)
     splits_used: set[str] = set()
-    for _, group in numbers.groupby("model", sort=False):
+    for _, group in numbers.groupby(["task", "dataset", "model"], sort=False):
         test = group[f"test_{metric}"]
         split = "test" if np.isfinite(test).any() else "val"
         values = group[f"{split}_{metric}"]
@@ -269,40 +250,60 @@ def _best_mask(numbers: pd.DataFrame, metric: str, higher_is_better: bool) -> tu
     return best, splits_used
 
 
-def _target_text(target, metric: str, scale: float) -> str:
-    info = metric_info(metric)
-    if info.percent:
-        return f"{float(target) * scale:g}%"
-    return f"{info.abbrev} {float(target):.4g}"
+def _target_text(target, spec: MetricSpec) -> str:
+    return f"{spec.label} {spec.format(target)}{'%' if spec.unit == '%' else ''}"
 
 
 def _higher_is_better(runs: pd.DataFrame, metric: str) -> bool:
-    """The direction the runs report for `metric`; percent-like metrics rise when unknown."""
+    """The direction summary.json records for `metric` as a primary metric (higher when none does)."""
     if "higher_is_better" not in runs or "primary_metric" not in runs:
-        return metric_info(metric).percent
+        return True
     values = runs.loc[runs["primary_metric"] == metric, "higher_is_better"]
-    return bool(_mode(list(values), metric_info(metric).percent))
+    return bool(_mode(list(values), True))
 
 
 def primary_metric(runs: pd.DataFrame) -> tuple[str, bool]:
     """The sweep's primary metric (the most common one) and whether higher is better."""
     metric = str(_mode(list(runs.get("primary_metric", [])), "loss"))
-    return metric, _higher_is_better(runs, metric)
+    return metric, metric_spec(runs, metric).higher_is_better if metric != "loss" else False
+
+
+def reported_metrics(runs: pd.DataFrame) -> list[str]:
+    """The primary metric, the other declared metrics that some run measured, then the loss."""
+    primary, _ = primary_metric(runs)
+    measured = {c.split("_", 1)[1] for c in runs.columns
+                if c.startswith(("train_", "val_", "test_")) and np.isfinite(pd.to_numeric(runs[c], errors="coerce")).any()}
+    others = [m for m in metric_specs(runs) if m not in (primary, "loss") and m in measured]
+    return [primary] + others + ([] if primary == "loss" else ["loss"])
+
+
+def table_groups(runs: pd.DataFrame) -> list[pd.DataFrame]:
+    """The runs split by (task, dataset): one results table each, in order of appearance."""
+    runs = _with_defaults(runs)
+    return [group for _, group in runs.groupby(["task", "dataset"], sort=False)]
+
+
+def results_tables(runs: pd.DataFrame) -> list["ResultsTable"]:
+    """One results table per (task, dataset) of the sweep."""
+    return [results_table(group) for group in table_groups(runs)]
 
 
 def results_table(runs: pd.DataFrame) -> ResultsTable:
-    """Build the results table from `load_runs()` output (one row per run)."""
+    """Build the results table from `load_runs()` output (one row per run) of one task and dataset.
+
+    Runs of several datasets still give one table (bold stays per task, dataset and model);
+    `results_tables()` gives one per dataset, as the report does.
+    """
     runs = sort_runs(_with_defaults(runs))
     metric, higher_is_better = primary_metric(runs)
+    metrics = reported_metrics(runs)
+    specs = {m: metric_spec(runs, m) for m in metrics}
     keys = grid_keys(runs)
-    numbers = _numbers(runs, metric, keys)
+    numbers = _numbers(runs, metrics, keys)
     numbers["best_in_model"], splits_used = _best_mask(numbers, metric, higher_is_better)
 
-    info = metric_info(metric)
-    values = [runs[f"{s}_{metric}"] for s in ("train", "val", "test") if f"{s}_{metric}" in runs]
-    scale = percent_scale(metric, pd.concat(values) if values else [])
-    unit = " (%)" if scale == 100 else ""
-    test_columns = [c for c in (f"test_{metric}", "test_loss") if c in numbers]
+    primary = specs[metric]
+    test_columns = [f"test_{m}" for m in metrics if f"test_{m}" in numbers]
     has_test = any(np.isfinite(numbers[c]).any() for c in test_columns)
     splits = ("train", "val", "test") if has_test else ("train", "val")
     show_dataset = numbers["dataset"].nunique() > 1
@@ -337,21 +338,19 @@ def results_table(runs: pd.DataFrame) -> ResultsTable:
     if show_n:
         add("n", [str(r["n_runs"]) for r in records])
     best = list(numbers["best_in_model"])
-    for split in splits:
-        column = f"{split}_{metric}"
-        rank_split = split in splits_used
-        add(
-            f"{split} {info.abbrev}{unit}",
-            [format_metric(r[column], metric, scale, r[f"{column}_std"]) for r in records],
-            bold_rows=[b and rank_split and _is_finite(r[column]) for b, r in zip(best, records, strict=True)],
-        )
-    if metric != "loss":
+    for name in metrics:
+        spec = specs[name]
         for split in splits:
-            cells = [format_metric(r[f"{split}_loss"], "loss", 1.0, r[f"{split}_loss_std"]) for r in records]
-            add(f"{split} loss", cells)
+            column = f"{split}_{name}"
+            if column not in numbers or (name != metric and not np.isfinite(numbers[column]).any()):
+                continue  # a secondary metric that was never measured on this split
+            rank = name == metric and split in splits_used
+            add(f"{split} {spec.header()}",
+                [format_metric(r[column], spec, r[f"{column}_std"]) for r in records],
+                bold_rows=[b and rank and _is_finite(r[column]) for b, r in zip(best, records, strict=True)])
     add("epochs / best", [f"{_count(r['epochs_run'])} / {_count(r['best_epoch'])}" for r in records])
     if show_target:
-        label = _target_text(targets.iloc[0], metric, scale) if targets.nunique() == 1 else "target"
+        label = _target_text(targets.iloc[0], primary) if targets.nunique() == 1 else "target"
         add(f"ep. to {label}", [_reached(r, "epochs_to_target", _count) for r in records])
         add(f"time to {label}", [_reached(r, "time_to_target_s", human_duration) for r in records])
     add("params", [human_count(r["params_total"]) for r in records])
@@ -363,10 +362,10 @@ def results_table(runs: pd.DataFrame) -> ResultsTable:
     add("status", [r["status"] for r in records], is_numeric=False)
 
     caption = _caption(
-        runs=runs, numbers=numbers, metric=metric, higher_is_better=higher_is_better, percent=scale == 100,
+        runs=runs, numbers=numbers, metric=metric, specs=specs, higher_is_better=higher_is_better,
         splits=splits, splits_used=splits_used, show_layers=show_layers, keys=keys, show_n=show_n,
         target_label=(f"ep. to {label}", f"time to {label}") if show_target else None,
-        target_values=sorted({_target_text(t, metric, scale) for t in targets}),
+        target_values=sorted({_target_text(t, primary) for t in targets}),
         show_dataset=show_dataset, show_task=show_task,
     )
     return ResultsTable(
@@ -406,17 +405,21 @@ def _with_std(row: dict, column: str, fmt) -> str:
     return text
 
 
-def _caption(*, runs, numbers, metric, higher_is_better, percent, splits, splits_used, show_layers, keys,
+def _metric_phrase(spec: MetricSpec) -> str:
+    unit = {"%": " in percent", "": ""}.get(spec.unit, f" ({spec.unit})") if spec.unit.lower() != spec.label.lower() else ""
+    return f"{spec.label}{unit}, {'higher' if spec.higher_is_better else 'lower'} is better"
+
+
+def _caption(*, runs, numbers, metric, specs, higher_is_better, splits, splits_used, show_layers, keys,
              show_n, target_label, target_values, show_dataset, show_task) -> str:
-    info = metric_info(metric)
+    primary = specs[metric]
     tasks = ", ".join(sorted(set(runs["task"]) - {""})) or "unknown task"
     datasets = ", ".join(sorted(set(runs["dataset"]) - {""})) or "unknown dataset"
-    better = "higher" if higher_is_better else "lower"
     split_names = {"train": "training", "val": "validation", "test": "test"}
     parts = [
         f"Results of {len(runs)} runs ({len(numbers)} configurations) of {tasks} on {datasets}, "
         f"sorted by architecture (model), then {'number of layers, then ' if show_layers else ''}optimizer.",
-        "# = experiment number.",
+        "# = the experiment's number in the params file.",
     ]
     if show_task:
         parts.append("task = the task the run trained for.")
@@ -429,20 +432,18 @@ def _caption(*, runs, numbers, metric, higher_is_better, percent, splits, splits
                      + " varied by the sweep, part of the configuration.")
     if show_n:
         parts.append("n = number of seeds; mean ± standard deviation over the n seeds (one value when n = 1).")
-    parts.append(
-        " / ".join(splits) + " = " + ", ".join(split_names[s] for s in splits) + " split"
-        + (f"; {info.abbrev} = {info.name}" if info.abbrev != info.name else "")
-        + (" in percent" if percent else "")
-        + f" ({better} is better); loss = the task's training loss."
-    )
+    parts.append(" / ".join(splits) + " = " + ", ".join(split_names[s] for s in splits) + " split.")
+    parts.append("Metrics (as the task declares them): "
+                 + "; ".join(_metric_phrase(specs[m]) for m in specs if m != "loss")
+                 + "; loss = the task's training loss.")
     extreme = "highest" if higher_is_better else "lowest"
-    sentence = f"Metric and loss are taken at the best epoch (the one with the {extreme} val {info.abbrev})"
+    sentence = f"Values are taken at the best epoch (the one with the {extreme} val {primary.label})"
     test_note = "; test values come from the checkpoint saved at that epoch." if "test" in splits else "."
     parts.append(sentence + test_note)
-    parts.append(f"epochs / best = epochs run / epoch with the best val {info.abbrev}.")
+    parts.append(f"epochs / best = epochs run / epoch with the best val {primary.label}.")
     if target_label:
         parts.append(
-            f"{target_label[0]} / {target_label[1]} = first epoch / training time at which val {info.abbrev} "
+            f"{target_label[0]} / {target_label[1]} = first epoch / training time at which val {primary.label} "
             f"reached the task's target ({', '.join(target_values)}); never = not reached"
             + ("; (k/n) = only k of the n seeds reached it, the value is their mean." if show_n else ".")
         )
@@ -460,8 +461,9 @@ def _caption(*, runs, numbers, metric, higher_is_better, percent, splits, splits
         "failed (stopped by an error)."
     )
     parts.append(f"{MISSING} = not available.")
-    ranked = " or ".join(f"{s} {info.abbrev}" for s in ("test", "val") if s in splits_used) or f"val {info.abbrev}"
-    parts.append(f"Bold = best {ranked} within each model ({better} is better).")
+    ranked = " or ".join(f"{s} {primary.label}" for s in ("test", "val") if s in splits_used) or f"val {primary.label}"
+    parts.append(f"Bold = best {ranked} within each model on this data set "
+                 f"({'higher' if higher_is_better else 'lower'} is better).")
     return " ".join(parts)
 
 
@@ -545,3 +547,35 @@ def to_html(table: ResultsTable, *, table_id: str = "results") -> str:
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- several tables
+def _heading(table: ResultsTable) -> str:
+    first = table.numbers.iloc[0] if len(table.numbers) else {}
+    return f"{first.get('task', '')} on {first.get('dataset', '')}".strip()
+
+
+def combined_csv(tables: list[ResultsTable]) -> str:
+    """All tables' raw numbers in one CSV (the task and dataset columns tell them apart)."""
+    return pd.concat([t.numbers for t in tables], ignore_index=True).to_csv(index=False, lineterminator="\n")
+
+
+def combined_markdown(tables: list[ResultsTable]) -> str:
+    """One markdown table per data set, each under a heading when there are several."""
+    if len(tables) == 1:
+        return to_markdown(tables[0])
+    return "\n".join(f"### {_heading(t)}\n\n{to_markdown(t)}" for t in tables)
+
+
+def combined_latex(tables: list[ResultsTable]) -> str:
+    """One LaTeX table per data set, labelled tab:results, tab:results-2, ..."""
+    return "\n".join(to_latex(t, label="tab:results" if i == 0 else f"tab:results-{i + 1}")
+                     for i, t in enumerate(tables))
+
+
+def combined_html(tables: list[ResultsTable]) -> str:
+    """One HTML table per data set (each with its caption), under a heading when there are several."""
+    if len(tables) == 1:
+        return to_html(tables[0])
+    return "\n".join(f"<h3>{html.escape(_heading(t))}</h3>\n" + to_html(t, table_id=f"results-{i + 1}")
+                     for i, t in enumerate(tables))

@@ -24,54 +24,22 @@ instead of guessing from names or value ranges.
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nbhelpers.metric_spec import LOSS_SPEC, MetricSpec
+
+__all__ = ["ACCURACY", "LOSS_SPEC", "ClassificationTask", "Evaluation", "MetricSpec", "Task", "TaskSpec",
+           "add_stats"]
+
 if TYPE_CHECKING:  # the data layer imports nothing from tasks; this is for type checkers only
     from nbhelpers.data.base import DataBundle
 
 FAMILIES = ("vision", "text")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """How one metric reads: its label, its direction, its unit and its display scale.
-
-    `scale` turns the stored value into the displayed one: accuracy is stored as a fraction
-    (0.9814) with unit "%" and scale 100, so it shows as 98.14; sacrebleu's BLEU is stored
-    0-100 with scale 1 and is never multiplied.
-    """
-
-    label: str                   # header and axis text: "accuracy", "mIoU", "BLEU", "perplexity"
-    higher_is_better: bool
-    unit: str = ""               # "%", "BLEU", "ppl", "F1", "" (shown after the label)
-    scale: float = 1.0           # displayed value = stored value * scale
-    digits: int | None = 2       # decimals after scaling; None: 4 significant digits
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "MetricSpec":
-        known = {k: values[k] for k in ("label", "higher_is_better", "unit", "scale", "digits") if k in values}
-        return cls(**known)
-
-    def display(self, value: float) -> float:
-        """The stored value as it is shown (accuracy 0.98 -> 98.0)."""
-        return float(value) * self.scale
-
-    def header(self) -> str:
-        """Column or axis text: 'accuracy (%)', 'BLEU', 'perplexity'."""
-        unit = self.unit if self.unit and self.unit.lower() != self.label.lower() else ""
-        return f"{self.label} ({unit})" if unit else self.label
-
-
-# The loss every task reports beside its metrics.
-LOSS_SPEC = MetricSpec("loss", higher_is_better=False, digits=None)
 
 
 @dataclass(frozen=True)
