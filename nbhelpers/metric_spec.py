@@ -24,13 +24,16 @@ class MetricSpec:
     unit: str = ""               # "%", "BLEU", "ppl", "F1", "" (shown after the label)
     scale: float = 1.0           # displayed value = stored value * scale
     digits: int | None = 2       # decimals after scaling; None: 4 significant digits
+    # A share of independent examples (accuracy, exact match): with one seed the report shows
+    # the Wilson interval that the split's size alone gives it.
+    proportion: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "MetricSpec":
-        known = {k: values[k] for k in ("label", "higher_is_better", "unit", "scale", "digits") if k in values}
+        known = {k: values[k] for k in ("label", "higher_is_better", "unit", "scale", "digits", "proportion") if k in values}
         return cls(**known)
 
     def display(self, value: float) -> float:

@@ -36,6 +36,7 @@ from nbhelpers.report import (
     png_bytes,
     results_tables,
     to_html,
+    verdict,
 )
 
 sweep = find_sweep_dir(sweep_dir)
@@ -48,7 +49,9 @@ print(f"{sweep}: {len(runs)} runs, {len(histories)} epochs recorded")
 
 # %% tags=["remove-input"]
 # One table per data set: metrics of different data sets are not comparable.
-for number, table in enumerate(results_tables(runs), start=1):
+tables = results_tables(runs)
+display(Markdown("**In words.** " + " ".join(verdict(table) for table in tables)))
+for number, table in enumerate(tables, start=1):
     display(HTML(to_html(table, table_id=f"results-{number}")))
 
 # %% [markdown]
@@ -66,8 +69,11 @@ for number, table in enumerate(results_tables(runs), start=1):
 # - **Bold** marks the best configuration of each architecture on each data set (on test when a
 #   test split was evaluated, else on validation), respecting whether higher or
 #   lower is better.
-# - With several seeds a cell reads *mean ± standard deviation* and `n` counts
-#   the seeds; differences smaller than the ± are not worth a conclusion.
+# - With several seeds a cell reads *mean ± the half-width of its 95% t-interval*
+#   and `n` counts the seeds; with one seed an accuracy shows its 95% Wilson
+#   interval from the number of test examples (how wide one example is).
+# - *Italic* cells are **tied** with the bold one: a paired t-test over seeds (or,
+#   with one seed, overlapping Wilson intervals) cannot tell them apart at 95%.
 # - **ep. to / time to** the target say how fast a run first reached the task's
 #   target on validation; *never* means it did not.
 # - **status** flags runs to treat with care: *diverged* (the loss became NaN or

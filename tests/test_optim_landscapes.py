@@ -36,7 +36,10 @@ CASES = {
     "lion": (Lion, (2,), dict(lr=1e-2)),
     "lars_matrix": (LARS, (1, 2), dict(lr=5.0, momentum=0.9, trust_coefficient=1e-3)),
     "lars_vector": (LARS, (2,), dict(lr=5e-4, momentum=0.9)),
-    "lamb_matrix": (LAMB, (1, 2), dict(lr=1e-1, weight_decay=0.0)),
+    # At lr 0.1 LAMB's path on Rosenbrock is chaotic: foreach and per-tensor rounding (which
+    # differs between CPUs) then ended anywhere from f = 0.28 to 3.6 after 400 steps. At 0.05
+    # both paths descend steadily to the same point.
+    "lamb_matrix": (LAMB, (1, 2), dict(lr=5e-2, weight_decay=0.0)),
     "lamb_vector": (LAMB, (2,), dict(lr=1e-1)),
     "adabelief": (AdaBelief, (2,), dict(lr=1e-1)),
     "yogi": (Yogi, (2,), dict(lr=1e-1)),

@@ -13,6 +13,9 @@ from nbhelpers.optim.build import resolve_lr
 
 SIXTEEN = ["sgd", "sgd_momentum", "rmsprop", "adagrad", "adadelta", "adam", "adamw", "radam",
            "lion", "lars", "lamb", "adabelief", "yogi", "adafactor", "sam", "gsam"]
+# Copies of the parameters each optimizer keeps as state (SAM and GSAM: their base, sgd_momentum).
+STATE_COPIES = {"sgd_momentum": 1, "rmsprop": 1, "adagrad": 1, "lion": 1, "lars": 1, "sam": 1, "gsam": 1,
+                "adadelta": 2, "adam": 2, "adamw": 2, "radam": 2, "lamb": 2, "adabelief": 2, "yogi": 2}
 TORCH_SHIPS = ["sgd", "sgd_momentum", "rmsprop", "adagrad", "adadelta", "adam", "adamw", "radam", "adafactor"]
 
 
@@ -126,4 +129,13 @@ def test_every_optimizer_trains_cnn_scratch_above_chance(name, digits_small):
     fit = trainer.fit(loader, val, epochs=4)
     assert fit.status != "diverged", fit.error
     assert fit.best_val > 0.3, f"{name}: best validation accuracy {fit.best_val}"
-    assert optimizer_state_bytes(optimizer) >= 0
+    # What the optimizer keeps between steps, in units of the parameters' own bytes (step
+    # counters add a few bytes; Adafactor keeps a row and a column vector per matrix).
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    ratio = optimizer_state_bytes(optimizer) / param_bytes
+    if name == "sgd":
+        assert ratio == 0
+    elif name == "adafactor":
+        assert 0 < ratio < 0.2
+    else:
+        assert STATE_COPIES[name] <= ratio <= STATE_COPIES[name] + 0.01, (name, ratio)

@@ -53,7 +53,8 @@ def _dump(path, data) -> None:
 
 def write_run(sweep, *, model, optimizer, seed=0, layers=None, task="text_generation", dataset="ptb_text_only",
               metric="perplexity", higher_is_better=False, final=150.0, epochs=4, status="completed",
-              diverge_after=None, target=200.0, params=1_000_000, experiment=None, metric_specs=None, extra=None):
+              diverge_after=None, target=200.0, params=1_000_000, experiment=None, metric_specs=None, extra=None,
+              examples=None, test_override=None):
     """One run directory with config.json, history.jsonl, summary.json and details.txt.
 
     The metric facts are the registered task's (as a real run writes them) unless given.
@@ -119,6 +120,9 @@ def write_run(sweep, *, model, optimizer, seed=0, layers=None, task="text_genera
         "optimizer_state_bytes": 0 if optimizer == "sgd" else 8 * params,
         "mem_peak_mb": 500.0 + len(history), "mem_steady_mb": 400.0, "device": "cpu",
     }
+    summary["examples_test"] = examples
+    if test_override is not None and summary.get("test"):
+        summary["test"][metric] = test_override
     for split, values in (extra or {}).items():
         if summary.get(split) is not None:
             summary[split].update(values)
@@ -236,9 +240,12 @@ def test_seeds_aggregate_to_mean_and_std(tmp_path):
     assert row["test_perplexity"] == pytest.approx(vals.mean())
     assert row["test_perplexity_std"] == pytest.approx(vals.std(ddof=1))
     i = int(row["exp"]) - 1
-    assert table.cells["test perplexity (ppl)"].iloc[i] == f"{vals.mean():.4g} ± {vals.std(ddof=1):.4g}"
+    # 95% t-interval over 2 seeds: t(0.975, 1 degree of freedom) = 12.7062 (a t-table's value).
+    half = 12.7062 * vals.std(ddof=1) / math.sqrt(2)
+    assert table.cells["test perplexity (ppl)"].iloc[i] == f"{vals.mean():.4g} ± {half:.4g}"
+    assert row["test_perplexity_ci_low"] == pytest.approx(vals.mean() - half, rel=1e-4)
     assert table.cells["n"].iloc[i] == "2"
-    assert "± = " not in table.caption and "mean ± standard deviation over the n seeds" in table.caption
+    assert "95% t-interval over the n seeds" in table.caption
 
 
 def _bold_rows_md(md: str) -> dict[str, str]:
@@ -266,13 +273,16 @@ def test_best_per_architecture_is_bold_lower_is_better(tmp_path):
     assert md.count("**") == 4
 
     tex = to_latex(table)
-    assert tex.count(r"\textbf{") == 2 and rf"\textbf{{{best_gpt}}}" in tex
+    # two tables (main columns, then all), each with the two best cells in bold
+    assert tex.count(r"\textbf{") == 4 and rf"\textbf{{{best_gpt}}}" in tex
     assert r"\textbf{" + best_lstm + r" $\pm$ " in tex
     assert r"gpt\_small" in tex and "gpt_small" not in tex.replace(r"gpt\_small", "")
-    assert r"\begin{tabular}" in tex and r"\caption{" in tex and "booktabs" not in tex and r"\toprule" not in tex
+    assert tex.count(r"\begin{tabular}") == 2 and r"\caption{" in tex and r"\toprule" in tex and r"\hline" not in tex
+    assert r"\label{tab:results-detail}" in tex and r"Table~\ref{tab:results-detail}" in tex
 
     page = to_html(table)
     strong = re.findall(r"<strong>(.*?)</strong>", page)
+    assert "<em>" not in page  # perplexities over 1 or 2 seeds: no tie can be claimed here
     assert len(strong) == 2 and best_gpt in strong and any(s.startswith(best_lstm) for s in strong)
 
 
@@ -363,6 +373,40 @@ def test_two_datasets_give_two_tables_with_their_own_bold(tmp_path):
     assert (report / "curves_epochs-digits.png").is_file() and (report / "curves_epochs-mnist.png").is_file()
 
 
+def test_one_seed_accuracy_shows_its_wilson_interval_and_ties_by_overlap(tmp_path):
+    sweep = tmp_path / "wilson"
+    # 269 test images (the digits test split): 264 vs 263 correct overlap; 215 does not.
+    for optimizer, correct in (("adamw", 264), ("lion", 263), ("sgd", 215)):
+        write_run(sweep, model="cnn_scratch", optimizer=optimizer, task="image_classification", dataset="digits",
+                  metric="accuracy", higher_is_better=True, final=0.99, target=0.94, examples=269,
+                  test_override=correct / 269)
+    table = results_table(load_runs(sweep))
+    cells = table.cells.set_index("optimizer")
+    # Wilson 95% interval for 264/269, from a textbook formula: centre and half-width by hand.
+    p, n, z = 264 / 269, 269, 1.959964
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert cells.loc["adamw", "test accuracy (%)"] == f"{p * 100:.2f} ({(centre - half) * 100:.2f}–{(centre + half) * 100:.2f})"
+    numbers = table.numbers.set_index("optimizer")
+    assert bool(numbers.loc["adamw", "best_in_model"]) and bool(numbers.loc["lion", "tied_with_best"])
+    assert not numbers.loc["sgd", "tied_with_best"]
+    md = to_markdown(table)
+    assert f"*{cells.loc['lion', 'test accuracy (%)']}*" in md and "Wilson" in table.caption
+
+
+def test_seeds_decide_ties_with_a_paired_t_test(tmp_path):
+    from nbhelpers.report.stats import tied_with_best
+    same = {"a": {0: 0.9, 1: 0.92, 2: 0.91}, "b": {0: 0.9, 1: 0.92, 2: 0.91}}
+    assert tied_with_best(same, "a") == {"b"}                          # identical on every seed
+    noisy = {"a": {0: 0.90, 1: 0.93, 2: 0.91}, "b": {0: 0.91, 1: 0.90, 2: 0.92}}
+    assert tied_with_best(noisy, "a") == {"b"}                          # differences change sign
+    behind = {"a": {0: 0.90, 1: 0.93, 2: 0.91}, "c": {0: 0.50, 1: 0.52, 2: 0.49}}
+    assert tied_with_best(behind, "a") == set()
+    constant_gap = {"a": {0: 0.9, 1: 0.8}, "d": {0: 0.89, 1: 0.79}}
+    assert tied_with_best(constant_gap, "a") == set()                  # the same gap on every seed
+    assert tied_with_best({"a": {0: 0.9}, "e": {0: 0.1}}, "a") == set()  # one seed, no intervals: no claim
+
+
 def test_hash_column_is_the_experiment_number_of_the_params_file(tmp_path):
     sweep = tmp_path / "numbered"
     # Listed in the params file as 1: sgd, 2: adam; sorted by optimizer the table shows adam first.
@@ -385,25 +429,61 @@ def test_log_scale_helper():
 def test_figures_handle_one_epoch_and_diverged_runs(tmp_path):
     sweep = make_lm_sweep(tmp_path)
     figures = {f.filename: f for f in make_figures(load_runs(sweep), load_histories(sweep))}
-    assert set(figures) == {"curves_epochs.png", "curves_wallclock.png", "loss_epochs.png", "memory.png"}
-    ax = figures["curves_epochs.png"].figure.axes[0]
+    assert set(figures) == {"ranking.png", "curves_epochs.png", "curves_wallclock.png", "loss_epochs.png",
+                            "memory.png"}
+    axes = figures["curves_epochs.png"].figure.axes
+    assert [ax.get_title() for ax in axes] == ["SGD-type", "adaptive"]  # small multiples by family
+    ax = axes[1]
     assert ax.get_yscale() == "log" and "perplexity" in ax.get_ylabel() and ax.get_xlabel() == "epoch"
     assert "training time (s" in figures["curves_wallclock.png"].figure.axes[0].get_xlabel()
     one_epoch = [line for line in ax.lines if len(line.get_xdata()) == 1]
     assert one_epoch and all(line.get_marker() == "o" for line in one_epoch)
     caption = figures["curves_epochs.png"].caption
-    assert "solid" in caption and "dashed" in caption and "ptb_text_only" in caption
+    assert "solid" in caption and "faded" in caption and "ptb_text_only" in caption and "band" in caption
     assert "lstm_lm-sgd-layers2-s0" in caption  # the failed run is named as not shown
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "gpt_small-sgd-layers2-s0 (diverged)" in legend and "validation" in legend
+    legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert "sgd, gpt_small, layers 2 (diverged)" in legend          # optimizer names, not run ids
+    adaptive = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "adamw, lstm_lm, layers 1" in adaptive
+    # lstm_lm-adamw-1 layer has two seeds: one line for their mean and one band between them
+    assert len([c for c in ax.collections if c.get_label().startswith("_")]) == 1
 
 
-def test_accuracy_curves_are_linear_percent(tmp_path):
+def test_an_optimizer_keeps_its_colour_in_every_figure(tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from nbhelpers.report.style import optimizer_colour
+    sweep = make_lm_sweep(tmp_path)
+    figures = {f.filename: f for f in make_figures(load_runs(sweep), load_histories(sweep))}
+    for name in ("curves_epochs.png", "loss_epochs.png"):
+        for ax in figures[name].figure.axes:
+            for line in ax.lines:
+                if line.get_label().startswith("adamw"):
+                    assert to_rgba(line.get_color())[:3] == optimizer_colour("adamw")[:3]
+    assert optimizer_colour("adam") != optimizer_colour("adamw") != optimizer_colour("sgd")
+
+
+def test_saturated_accuracy_is_drawn_as_error_on_a_log_axis(tmp_path):
     sweep = make_accuracy_sweep(tmp_path)
-    figures = make_figures(load_runs(sweep), load_histories(sweep))
-    ax = figures[0].figure.axes[0]
-    assert ax.get_yscale() == "linear" and ax.get_ylabel() == "accuracy (%)"
-    assert max(max(line.get_ydata()) for line in ax.lines) > 50  # fractions shown as percent
+    figures = {f.filename: f for f in make_figures(load_runs(sweep), load_histories(sweep))}
+    ax = figures["curves_epochs.png"].figure.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "validation error (%) (log scale)"
+    adam = next(line for a in figures["curves_epochs.png"].figure.axes for line in a.lines
+                if line.get_label() == "adam, cnn_scratch")
+    # final validation accuracy 97% is drawn as 3% error
+    assert adam.get_ydata()[-1] == pytest.approx(3.0)
+    assert "100% - accuracy" in figures["curves_epochs.png"].caption
+
+
+def test_ranking_figure_sorts_best_first_with_intervals(tmp_path):
+    sweep = make_lm_sweep(tmp_path)
+    ranking = next(f for f in make_figures(load_runs(sweep), load_histories(sweep)) if f.filename == "ranking.png")
+    panels = {ax.get_title(): ax for ax in ranking.figure.axes}
+    assert set(panels) == {"gpt_small", "lstm_lm"}
+    labels = [t.get_text() for t in panels["lstm_lm"].get_yticklabels()]
+    assert labels[0] == "adamw, layers 1" and labels[-1].startswith("sgd")
+    assert panels["gpt_small"].get_xscale() == "log"  # perplexities spanning more than a decade
+    assert "95% t-interval" in ranking.caption
 
 
 # ----------------------------------------------------------------------------- HTML and the whole report
@@ -425,17 +505,22 @@ def test_build_report_without_notebook_execution(tmp_path):
 
     for name in ("index.html", "results.csv", "results.md", "results.tex"):
         assert (report / name).is_file(), name
-    for name in ("curves_epochs.png", "curves_wallclock.png", "loss_epochs.png", "memory.png"):
-        data = (report / name).read_bytes()
+    for name in ("ranking", "curves_epochs", "curves_wallclock", "loss_epochs", "memory"):
+        data = (report / f"{name}.png").read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 10_000, name
+        assert (report / f"{name}.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+        assert (report / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     assert not list(report.glob(".*"))  # no temporary files left behind
 
     index = (report / "index.html").read_text(encoding="utf-8")
     exported = report / "notebooks" / f"{with_notebook}.html"
     assert exported.is_file() and "secret_widget_source_marker" not in exported.read_text(encoding="utf-8")
     assert index.count('href="notebooks/') == 1 and f'href="notebooks/{with_notebook}.html"' in index
-    for name in ("curves_epochs.png", "curves_wallclock.png", "loss_epochs.png", "memory.png"):
+    for name in ("curves_epochs.png", "curves_wallclock.png", "loss_epochs.png", "memory.png", "ranking.png"):
         assert f'src="{name}"' in index
+    assert 'href="ranking.svg"' in index and 'href="ranking.pdf"' in index
+    assert '<p class="verdict"' in index and "has the best test perplexity" in index
+    assert "<details class=\"detail\">" in index                        # the detail table
     table = results_table(load_runs(sweep))
     figures = make_figures(load_runs(sweep), load_histories(sweep))
     import html as html_module

@@ -19,9 +19,11 @@ from nbhelpers.report.load import find_sweep_dir, load_histories, load_runs
 from nbhelpers.report.plots import (
     FigureWithCaption,
     curves_figure,
+    figure_bytes,
     make_figures,
     memory_figure,
     png_bytes,
+    ranking_figure,
     use_log_scale,
 )
 from nbhelpers.report.tables import (
@@ -41,6 +43,7 @@ from nbhelpers.report.tables import (
     to_html,
     to_latex,
     to_markdown,
+    verdict,
 )
 
 __all__ = [
@@ -62,6 +65,9 @@ __all__ = [
     "metric_specs",
     "notebook_to_html",
     "png_bytes",
+    "figure_bytes",
+    "ranking_figure",
+    "verdict",
     "primary_metric",
     "reported_metrics",
     "results_table",

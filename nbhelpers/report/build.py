@@ -19,9 +19,9 @@ import pandas as pd
 import nbhelpers
 from nbhelpers.report.html import FigureEntry, RunEntry, index_page, notebook_to_html
 from nbhelpers.report.load import load_histories, load_runs
-from nbhelpers.report.plots import make_figures, png_bytes
+from nbhelpers.report.plots import figure_bytes, make_figures
 from nbhelpers.report.tables import (combined_csv, combined_html, combined_latex, combined_markdown, results_tables,
-                                     sort_runs)
+                                     sort_runs, verdict)
 
 REPORT_NOTEBOOK = Path(nbhelpers.__file__).resolve().parent.parent / "notebooks" / "report.py"
 
@@ -148,8 +148,10 @@ def build_report(sweep_dir: Path, *, execute_notebook: bool = True) -> Path:
 
     figures = []
     for item in make_figures(runs, histories):
-        write_atomic(report_dir / item.filename, png_bytes(item.figure))
-        figures.append(FigureEntry(item.filename, item.caption))
+        stem = item.filename.rsplit(".", 1)[0]
+        for fmt in ("png", "svg", "pdf"):
+            write_atomic(report_dir / f"{stem}.{fmt}", figure_bytes(item.figure, fmt))
+        figures.append(FigureEntry(item.filename, item.caption, (f"{stem}.svg", f"{stem}.pdf")))
 
     ordered = sort_runs(runs)
     notebook_hrefs = _export_run_notebooks(sweep_dir, report_dir, list(ordered["run_id"]))
@@ -176,6 +178,7 @@ def build_report(sweep_dir: Path, *, execute_notebook: bool = True) -> Path:
         report_notebook_href="report.html" if (report_dir / "report.html").is_file() else None,
         downloads=["results.csv", "results.md", "results.tex"],
         skipped=runs.attrs.get("skipped"),
+        opening=" ".join(verdict(t) for t in tables),
     )
     write_atomic(report_dir / "index.html", page)
     if error is not None:

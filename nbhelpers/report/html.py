@@ -59,6 +59,7 @@ class RunEntry:
 class FigureEntry:
     href: str  # relative path of the PNG
     caption: str
+    vector: tuple[str, ...] = ()  # relative paths of the same figure as SVG and PDF
 
 
 _CSS = """
@@ -78,13 +79,14 @@ figcaption { color: #444; font-size: 0.9rem; max-width: 1000px; }
 details { margin: 0.3rem 0; }
 details pre { background: #f7f7f7; padding: 0.6rem; overflow-x: auto; font-size: 0.85rem; }
 .status-diverged, .status-failed { color: #b00020; } .muted { color: #777; }
+.verdict { font-size: 1.05rem; background: #f4f7fb; border-left: 4px solid #2b6cb0; padding: 0.6rem 0.9rem; }
 """
 
 
 def index_page(*, title: str, subtitle: str, table_html: str, figures: list[FigureEntry], runs: list[RunEntry],
                report_notebook_href: str | None = None, downloads: list[str] | None = None,
-               skipped: list[str] | None = None) -> str:
-    """The report's landing page: results table, figures with captions, and one entry per run."""
+               skipped: list[str] | None = None, opening: str = "") -> str:
+    """The report's landing page: the outcome in words, results table, figures with captions, one entry per run."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -102,6 +104,8 @@ def index_page(*, title: str, subtitle: str, table_html: str, figures: list[Figu
         parts.append("<p>" + " · ".join(links) + "</p>")
     if skipped:
         parts.append(f'<p class="muted">Not included (no summary.json yet): {esc(", ".join(skipped))}.</p>')
+    if opening:
+        parts.append(f'<p class="verdict" id="verdict">{esc(opening)}</p>')
 
     parts += ["<h2>Results</h2>", f'<div class="table-wrap">{table_html}</div>']
 
@@ -109,7 +113,9 @@ def index_page(*, title: str, subtitle: str, table_html: str, figures: list[Figu
     for number, figure in enumerate(figures, start=1):
         parts.append(
             f'<figure><img src="{esc(figure.href)}" alt="Figure {number}: {esc(figure.caption)}">'
-            f"<figcaption><strong>Figure {number}.</strong> {esc(figure.caption)}</figcaption></figure>"
+            f"<figcaption><strong>Figure {number}.</strong> {esc(figure.caption)}"
+            + "".join(f' <a href="{esc(v)}">{esc(v.rsplit(".", 1)[-1].upper())}</a>' for v in figure.vector)
+            + "</figcaption></figure>"
         )
 
     parts.append("<h2>Runs</h2><ul>")

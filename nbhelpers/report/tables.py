@@ -13,12 +13,13 @@ import html
 import math
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from nbhelpers.metric_spec import LOSS_SPEC, MetricSpec
+from nbhelpers.report.stats import Interval, t_interval, tied_with_best, wilson_interval
 
 MISSING = "–"  # shown where a value does not exist (a failed run has no test loss)
 
@@ -147,10 +148,14 @@ class ResultsTable:
     numbers: pd.DataFrame  # one row per configuration; means, `<q>_std`, counts; no markup
     cells: pd.DataFrame  # same rows, display headers, formatted strings
     bold: pd.DataFrame  # same shape as `cells`; True where a cell is the best of its model
+    tied: pd.DataFrame  # same shape; True where a cell cannot be told apart from that best at 95%
     numeric_columns: tuple[str, ...]  # display columns to align right
+    main_columns: tuple[str, ...]  # the columns of the compact table (index.html, the LaTeX main table)
     caption: str
     primary_metric: str
     higher_is_better: bool
+    specs: dict = field(default_factory=dict)  # metric name -> MetricSpec, for every reported metric
+    grid_keys: tuple[str, ...] = ()
 
 
 # Quantities averaged over seeds, besides the split metrics.
@@ -196,16 +201,53 @@ def _status_text(statuses: list[str]) -> str:
 
 
 def _aggregate(group: pd.DataFrame, quantities: list[str]) -> dict:
+    """Mean, standard deviation, 95% t-interval and count over the seeds of one configuration."""
     row: dict = {}
     for q in quantities:
         values = pd.to_numeric(group[q], errors="coerce") if q in group else pd.Series(dtype="float64")
         values = values[np.isfinite(values)]
-        row[q] = values.mean() if len(values) else math.nan
+        interval = t_interval(list(values))
+        row[q] = interval.mean
         row[f"{q}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+        row[f"{q}_ci_low"], row[f"{q}_ci_high"], row[f"{q}_n"] = interval.low, interval.high, interval.n
     return row
 
 
-def _numbers(runs: pd.DataFrame, metrics: list[str], keys: list[str]) -> pd.DataFrame:
+def _wilson_for_one_seed(row: dict, group: pd.DataFrame, metrics: list[str], specs: dict[str, MetricSpec]) -> None:
+    """One seed of a proportion metric: the interval from the split's size (Wilson)."""
+    for name in metrics:
+        if not specs[name].proportion:
+            continue
+        for split in ("val", "test"):
+            column, examples = f"{split}_{name}", f"examples_{split}"
+            if row.get(f"{column}_n") == 1 and examples in group:
+                count = pd.to_numeric(group[examples], errors="coerce").iloc[0]
+                if _is_finite(count):
+                    interval = wilson_interval(float(row[column]), int(count))
+                    row[f"{column}_ci_low"], row[f"{column}_ci_high"] = interval.low, interval.high
+
+
+def interval_of(row: dict, column: str, spec: MetricSpec) -> Interval:
+    """The interval stored in a numbers row: t over seeds, Wilson for one seed, or none."""
+    n = int(row.get(f"{column}_n") or 0)
+    low, high = row.get(f"{column}_ci_low", math.nan), row.get(f"{column}_ci_high", math.nan)
+    method = "t" if n > 1 else ("wilson" if _is_finite(low) else "none")
+    return Interval(row.get(column, math.nan), low, high, n, method)
+
+
+def format_interval(interval: Interval, spec: MetricSpec) -> str:
+    """'98.14 ± 0.41' (t over seeds), '98.14 (96.03–99.20)' (Wilson), '98.14' (one value)."""
+    if not _is_finite(interval.mean):
+        return MISSING
+    text = spec.format(interval.mean)
+    if interval.method == "t" and _is_finite(interval.half_width):
+        text += f" ± {spec.format(interval.half_width)}"
+    elif interval.method == "wilson":
+        text += f" ({spec.format(interval.low)}–{spec.format(interval.high)})"
+    return text
+
+
+def _numbers(runs: pd.DataFrame, metrics: list[str], keys: list[str], specs: dict[str, MetricSpec]) -> pd.DataFrame:
     quantities = [f"{s}_{m}" for m in metrics for s in ("train", "val", "test")]
     quantities += list(_RUN_QUANTITIES)
     rows = []
@@ -227,6 +269,9 @@ def _numbers(runs: pd.DataFrame, metrics: list[str], keys: list[str]) -> pd.Data
         row["status"] = _status_text(list(group["status"]))
         row["target"] = _mode(list(group["target"]), math.nan)
         row.update(_aggregate(group, quantities))
+        _wilson_for_one_seed(row, group, metrics, specs)
+        for setting in ("lr", "weight_decay", "scheduler"):
+            row[setting] = _mode(list(group.get(f"config.{setting}", [])), math.nan)
         reached = pd.to_numeric(group["epochs_to_target"], errors="coerce") if "epochs_to_target" in group else []
         row["n_reached_target"] = int(np.isfinite(reached).sum())
         rows.append(row)
@@ -248,6 +293,33 @@ def _best_mask(numbers: pd.DataFrame, metric: str, higher_is_better: bool) -> tu
         best.loc[values.index[values == target]] = True
         splits_used.add(split)
     return best, splits_used
+
+
+def _per_seed(runs: pd.DataFrame, run_ids: str, column: str) -> dict[int, float]:
+    chosen = runs[runs["run_id"].astype(str).isin(run_ids.split())]
+    values = pd.to_numeric(chosen[column], errors="coerce") if column in chosen else []
+    return {int(seed): float(v) for seed, v in zip(chosen["seed"], values, strict=True)
+            if _is_finite(seed) and _is_finite(v)}
+
+
+def _tied_mask(runs: pd.DataFrame, numbers: pd.DataFrame, metric: str, splits_used: set[str],
+               spec: MetricSpec) -> pd.Series:
+    """Configurations that cannot be told apart from their model's best at 95% (see report/stats.py)."""
+    tied = pd.Series(False, index=numbers.index)
+    split = "test" if "test" in splits_used else "val"
+    column = f"{split}_{metric}"
+    if column not in numbers:
+        return tied
+    for _, group in numbers.groupby(["task", "dataset", "model"], sort=False):
+        best = group.index[group["best_in_model"]]
+        if len(best) == 0:
+            continue
+        per_seed = {str(i): _per_seed(runs, numbers.at[i, "run_ids"], column) for i in group.index}
+        intervals = {str(i): interval_of(numbers.loc[i].to_dict(), column, spec) for i in group.index}
+        names = tied_with_best(per_seed, str(best[0]), intervals=intervals)
+        for i in group.index:
+            tied.at[i] = str(i) in names and not numbers.at[i, "best_in_model"]
+    return tied
 
 
 def _target_text(target, spec: MetricSpec) -> str:
@@ -299,8 +371,9 @@ def results_table(runs: pd.DataFrame) -> ResultsTable:
     metrics = reported_metrics(runs)
     specs = {m: metric_spec(runs, m) for m in metrics}
     keys = grid_keys(runs)
-    numbers = _numbers(runs, metrics, keys)
+    numbers = _numbers(runs, metrics, keys, specs)
     numbers["best_in_model"], splits_used = _best_mask(numbers, metric, higher_is_better)
+    numbers["tied_with_best"] = _tied_mask(runs, numbers, metric, splits_used, specs[metric])
 
     primary = specs[metric]
     test_columns = [f"test_{m}" for m in metrics if f"test_{m}" in numbers]
@@ -315,29 +388,36 @@ def results_table(runs: pd.DataFrame) -> ResultsTable:
 
     columns: dict[str, list[str]] = {}
     bold: dict[str, list[bool]] = {}
+    tied: dict[str, list[bool]] = {}
     numeric: list[str] = []
+    main: list[str] = []
 
-    def add(header: str, values: list[str], *, is_numeric: bool = True, bold_rows=None) -> None:
+    def add(header: str, values: list[str], *, is_numeric: bool = True, bold_rows=None, tied_rows=None,
+            in_main: bool = False) -> None:
         columns[header] = values
         bold[header] = list(bold_rows) if bold_rows is not None else [False] * len(values)
+        tied[header] = list(tied_rows) if tied_rows is not None else [False] * len(values)
         if is_numeric:
             numeric.append(header)
+        if in_main:
+            main.append(header)
 
     records = numbers.to_dict("records")
-    add("#", [str(r["exp"]) for r in records])
+    add("#", [str(r["exp"]) for r in records], in_main=True)
     if show_task:
-        add("task", [r["task"] for r in records], is_numeric=False)
+        add("task", [r["task"] for r in records], is_numeric=False, in_main=True)
     if show_dataset:
-        add("dataset", [r["dataset"] for r in records], is_numeric=False)
-    add("model", [r["model"] for r in records], is_numeric=False)
+        add("dataset", [r["dataset"] for r in records], is_numeric=False, in_main=True)
+    add("model", [r["model"] for r in records], is_numeric=False, in_main=True)
     if show_layers:
-        add("layers", [_plain(r["layers"]) for r in records])
-    add("optimizer", [r["optimizer"] for r in records], is_numeric=False)
+        add("layers", [_plain(r["layers"]) for r in records], in_main=True)
+    add("optimizer", [r["optimizer"] for r in records], is_numeric=False, in_main=True)
     for key in keys:
-        add(key, [_plain(r[key]) for r in records], is_numeric=False)
+        add(key, [_plain(r[key]) for r in records], is_numeric=False, in_main=True)
     if show_n:
-        add("n", [str(r["n_runs"]) for r in records])
+        add("n", [str(r["n_runs"]) for r in records], in_main=True)
     best = list(numbers["best_in_model"])
+    is_tied = list(numbers["tied_with_best"])
     for name in metrics:
         spec = specs[name]
         for split in splits:
@@ -346,20 +426,25 @@ def results_table(runs: pd.DataFrame) -> ResultsTable:
                 continue  # a secondary metric that was never measured on this split
             rank = name == metric and split in splits_used
             add(f"{split} {spec.header()}",
-                [format_metric(r[column], spec, r[f"{column}_std"]) for r in records],
-                bold_rows=[b and rank and _is_finite(r[column]) for b, r in zip(best, records, strict=True)])
-    add("epochs / best", [f"{_count(r['epochs_run'])} / {_count(r['best_epoch'])}" for r in records])
+                [format_interval(interval_of(r, column, spec), spec) for r in records],
+                bold_rows=[b and rank and _is_finite(r[column]) for b, r in zip(best, records, strict=True)],
+                tied_rows=[t and rank and _is_finite(r[column]) for t, r in zip(is_tied, records, strict=True)],
+                in_main=name == metric and split in ("val", "test"))
+    add("LR", [_plain(r["lr"]) for r in records], in_main=True)
+    add("weight decay", [_plain(r["weight_decay"]) for r in records])
+    add("schedule", [_plain(r["scheduler"]) for r in records], is_numeric=False)
+    add("epochs / best", [f"{_count(r['epochs_run'])} / {_count(r['best_epoch'])}" for r in records], in_main=True)
     if show_target:
         label = _target_text(targets.iloc[0], primary) if targets.nunique() == 1 else "target"
         add(f"ep. to {label}", [_reached(r, "epochs_to_target", _count) for r in records])
-        add(f"time to {label}", [_reached(r, "time_to_target_s", human_duration) for r in records])
+        add(f"time to {label}", [_reached(r, "time_to_target_s", human_duration) for r in records], in_main=True)
     add("params", [human_count(r["params_total"]) for r in records])
     add("trainable", [human_count(r["params_trainable"]) for r in records])
     add("opt. state", [human_bytes(r["optimizer_state_bytes"]) for r in records])
-    add("train time", [_with_std(r, "train_time_s", human_duration) for r in records])
+    add("train time", [_with_std(r, "train_time_s", human_duration) for r in records], in_main=True)
     add("peak MB", [_with_std(r, "mem_peak_mb", lambda v: f"{float(v):.1f}") for r in records])
     add("steady MB", [_with_std(r, "mem_steady_mb", lambda v: f"{float(v):.1f}") for r in records])
-    add("status", [r["status"] for r in records], is_numeric=False)
+    add("status", [r["status"] for r in records], is_numeric=False, in_main=True)
 
     caption = _caption(
         runs=runs, numbers=numbers, metric=metric, specs=specs, higher_is_better=higher_is_better,
@@ -372,7 +457,11 @@ def results_table(runs: pd.DataFrame) -> ResultsTable:
         numbers=numbers,
         cells=pd.DataFrame(columns),
         bold=pd.DataFrame(bold),
+        tied=pd.DataFrame(tied),
         numeric_columns=tuple(numeric),
+        main_columns=tuple(main),
+        specs=specs,
+        grid_keys=tuple(keys),
         caption=caption,
         primary_metric=metric,
         higher_is_better=higher_is_better,
@@ -431,7 +520,11 @@ def _caption(*, runs, numbers, metric, specs, higher_is_better, splits, splits_u
         parts.append(", ".join(keys) + (" = grid values" if len(keys) > 1 else " = grid value")
                      + " varied by the sweep, part of the configuration.")
     if show_n:
-        parts.append("n = number of seeds; mean ± standard deviation over the n seeds (one value when n = 1).")
+        parts.append("n = number of seeds; a metric reads mean ± the half-width of its 95% t-interval over the "
+                     "n seeds (Student's t, n - 1 degrees of freedom); other quantities mean ± standard deviation.")
+    if any(specs[m].proportion for m in specs):
+        parts.append("With one seed, a proportion such as accuracy shows its 95% Wilson interval (low–high) from "
+                     "the number of evaluated examples alone: how wide one example is.")
     parts.append(" / ".join(splits) + " = " + ", ".join(split_names[s] for s in splits) + " split.")
     parts.append("Metrics (as the task declares them): "
                  + "; ".join(_metric_phrase(specs[m]) for m in specs if m != "loss")
@@ -463,7 +556,10 @@ def _caption(*, runs, numbers, metric, specs, higher_is_better, splits, splits_u
     parts.append(f"{MISSING} = not available.")
     ranked = " or ".join(f"{s} {primary.label}" for s in ("test", "val") if s in splits_used) or f"val {primary.label}"
     parts.append(f"Bold = best {ranked} within each model on this data set "
-                 f"({'higher' if higher_is_better else 'lower'} is better).")
+                 f"({'higher' if higher_is_better else 'lower'} is better); italic = tied with it: the data cannot "
+                 "tell them apart at 95% (a paired t-test over seeds, p ≥ 0.05; with one seed, overlapping Wilson "
+                 "intervals of a proportion; otherwise no tie is claimed).")
+    parts.append("LR / weight decay / schedule = the settings the run trained with.")
     return " ".join(parts)
 
 
@@ -473,18 +569,29 @@ def to_csv(table: ResultsTable) -> str:
     return table.numbers.to_csv(index=False, lineterminator="\n")
 
 
-def to_markdown(table: ResultsTable) -> str:
-    """A GitHub/pandoc pipe table with the best cells in **bold** and a `Table:` caption."""
+def _style(table: ResultsTable, i: int, j: int) -> str:
+    """"bold", "tied" or "" for one cell."""
+    if table.bold.iat[i, j]:
+        return "bold"
+    if table.tied.iat[i, j]:
+        return "tied"
+    return ""
 
-    def cell(text: str, is_bold: bool) -> str:
+
+def to_markdown(table: ResultsTable) -> str:
+    """A GitHub/pandoc pipe table, best cells in **bold**, ties in *italic*, and a `Table:` caption."""
+
+    def cell(text: str, style: str) -> str:
         text = text.replace("|", "\\|")
-        return f"**{text}**" if is_bold and text != MISSING else text
+        if text == MISSING or not style:
+            return text
+        return f"**{text}**" if style == "bold" else f"*{text}*"
 
     headers = list(table.cells.columns)
     lines = ["| " + " | ".join(h.replace("|", "\\|") for h in headers) + " |"]
     lines.append("|" + "|".join("---:" if h in table.numeric_columns else ":---" for h in headers) + "|")
     for i in range(len(table.cells)):
-        row = (cell(table.cells.iat[i, j], table.bold.iat[i, j]) for j in range(len(headers)))
+        row = (cell(table.cells.iat[i, j], _style(table, i, j)) for j in range(len(headers)))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + f"\n\nTable: {table.caption}\n"
 
@@ -501,52 +608,84 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def to_latex(table: ResultsTable, *, label: str = "tab:results") -> str:
-    """A plain `tabular` (no booktabs) in a `table` float, best cells in \\textbf."""
-    headers = list(table.cells.columns)
+def _latex_tabular(table: ResultsTable, headers: list[str], *, caption: str, label: str,
+                   latex_suffix: str = "") -> list[str]:
+    """One booktabs table; `latex_suffix` is appended to the escaped caption as LaTeX (a \\ref)."""
     spec = "".join("r" if h in table.numeric_columns else "l" for h in headers)
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
         r"\small",
-        rf"\caption{{{latex_escape(table.caption)}}}",
+        rf"\caption{{{latex_escape(caption)}{latex_suffix}}}",
         rf"\label{{{label}}}",
-        "% A wide table: wrap the tabular in \\resizebox{\\linewidth}{!}{...} (package graphicx) if it overflows.",
         rf"\begin{{tabular}}{{{spec}}}",
-        r"\hline",
+        r"\toprule",
         " & ".join(latex_escape(h) for h in headers) + r" \\",
-        r"\hline",
+        r"\midrule",
     ]
+    positions = [list(table.cells.columns).index(h) for h in headers]
     for i in range(len(table.cells)):
         cells = []
-        for j in range(len(headers)):
-            text = latex_escape(table.cells.iat[i, j])
-            cells.append(rf"\textbf{{{text}}}" if table.bold.iat[i, j] else text)
+        for j in positions:
+            text, style = latex_escape(table.cells.iat[i, j]), _style(table, i, j)
+            cells.append(rf"\textbf{{{text}}}" if style == "bold" else rf"\textit{{{text}}}" if style == "tied" else text)
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\hline", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return lines
+
+
+def to_latex(table: ResultsTable, *, label: str = "tab:results") -> str:
+    """Two booktabs tables (\\usepackage{booktabs}): the main columns, which fit a page, then every column.
+
+    Best cells in \\textbf, ties in \\textit. The detail table may need
+    \\resizebox{\\linewidth}{!}{...} (package graphicx) or a landscape page.
+    """
+    main = [h for h in table.cells.columns if h in table.main_columns]
+    lines = ["% Needs \\usepackage{booktabs}."]
+    lines += _latex_tabular(table, main, label=label, caption=f"{table.caption} Main columns; ",
+                            latex_suffix=f"Table~\\ref{{{label}-detail}} has every column.")
+    lines += _latex_tabular(table, list(table.cells.columns), caption="Every column of ", label=f"{label}-detail",
+                            latex_suffix=f"Table~\\ref{{{label}}}.")
     return "\n".join(lines)
 
 
-def to_html(table: ResultsTable, *, table_id: str = "results") -> str:
-    """An HTML <table> with <caption>, best cells in <strong>; no scripts, no external styles."""
-    headers = list(table.cells.columns)
+def to_html(table: ResultsTable, *, table_id: str = "results", columns: list[str] | None = None,
+            caption: str | None = None) -> str:
+    """An HTML <table> with <caption>, best cells in <strong>, ties in <em>; no scripts, no external styles.
+
+    `columns` picks a subset (index.html shows the main columns, then every column in a detail table).
+    """
+    headers = list(table.cells.columns) if columns is None else list(columns)
+    positions = [list(table.cells.columns).index(h) for h in headers]
 
     def cls(header: str) -> str:
         return ' class="num"' if header in table.numeric_columns else ""
 
-    out = [f'<table class="results" id="{html.escape(table_id)}">', f"<caption>{html.escape(table.caption)}</caption>"]
+    out = [f'<table class="results" id="{html.escape(table_id)}">',
+           f"<caption>{html.escape(table.caption if caption is None else caption)}</caption>"]
     out.append("<thead><tr>" + "".join(f"<th{cls(h)}>{html.escape(h)}</th>" for h in headers) + "</tr></thead>")
     out.append("<tbody>")
     for i in range(len(table.cells)):
         cells = []
-        for j, header in enumerate(headers):
-            text = html.escape(table.cells.iat[i, j])
-            if table.bold.iat[i, j]:
+        for j, header in zip(positions, headers, strict=True):
+            text, style = html.escape(table.cells.iat[i, j]), _style(table, i, j)
+            if style == "bold":
                 text = f"<strong>{text}</strong>"
+            elif style == "tied":
+                text = f"<em>{text}</em>"
             cells.append(f"<td{cls(header)}>{text}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def to_html_main_and_detail(table: ResultsTable, *, table_id: str = "results") -> str:
+    """The main columns (no horizontal scrolling), then every column inside a <details> block."""
+    main = [h for h in table.cells.columns if h in table.main_columns]
+    return (to_html(table, table_id=table_id, columns=main)
+            + f'\n<details class="detail"><summary>All columns ({len(table.cells.columns)})</summary>\n'
+            + to_html(table, table_id=f"{table_id}-detail", caption="Every column of the table above.")
+            + "\n</details>")
 
 
 # ----------------------------------------------------------------------------- several tables
@@ -574,8 +713,55 @@ def combined_latex(tables: list[ResultsTable]) -> str:
 
 
 def combined_html(tables: list[ResultsTable]) -> str:
-    """One HTML table per data set (each with its caption), under a heading when there are several."""
+    """One HTML table per data set (main columns, then a detail table), under a heading when there are several."""
     if len(tables) == 1:
-        return to_html(tables[0])
-    return "\n".join(f"<h3>{html.escape(_heading(t))}</h3>\n" + to_html(t, table_id=f"results-{i + 1}")
+        return to_html_main_and_detail(tables[0])
+    return "\n".join(f"<h3>{html.escape(_heading(t))}</h3>\n" + to_html_main_and_detail(t, table_id=f"results-{i + 1}")
                      for i, t in enumerate(tables))
+
+
+# ----------------------------------------------------------------------------- the verdict in words
+def _config_name(row: dict, keys: list[str]) -> str:
+    text = str(row["optimizer"])
+    if _is_finite(row.get("layers")):
+        text += f" ({_plain(row['layers'])} layers)"
+    return text + "".join(f", {k}={_plain(row.get(k))}" for k in keys if k in row)
+
+
+def verdict(table: ResultsTable) -> str:
+    """The table's outcome in words: who won on each model, by how much, and who is tied with it."""
+    numbers = table.numbers
+    metric = table.primary_metric
+    spec = table.specs[metric]
+    split = "test" if f"test_{metric}" in numbers and np.isfinite(numbers[f"test_{metric}"]).any() else "val"
+    column = f"{split}_{metric}"
+    keys = [k for k in numbers.columns if k in table.grid_keys]
+    unit = " points" if spec.unit == "%" else (f" {spec.unit}" if spec.unit and spec.unit != "ppl" else "")
+    sentences = []
+    for (dataset, model), group in numbers.groupby(["dataset", "model"], sort=False):
+        group = group[np.isfinite(group[column])]
+        if group.empty:
+            sentences.append(f"On {dataset}, no {model} run has a {split} {spec.label}.")
+            continue
+        group = group.sort_values(column, ascending=not spec.higher_is_better)
+        rows = group.to_dict("records")
+        best = rows[0]
+        text = (f"On {dataset} with {model}, {_config_name(best, keys)} has the best {split} {spec.label}: "
+                f"{format_interval(interval_of(best, column, spec), spec)}{'%' if spec.unit == '%' else ''}")
+        if len(rows) > 1:
+            runner = rows[1]
+            gap = abs(spec.display(best[column]) - spec.display(runner[column]))
+            text += (f", {gap:.{spec.digits if spec.digits is not None else 2}f}{unit} ahead of "
+                     f"{_config_name(runner, keys)} ({spec.format(runner[column])}).")
+            tied = [_config_name(r, keys) for r in rows if r["tied_with_best"]]
+            decidable = best[f"{column}_n"] > 1 or (spec.proportion and _is_finite(best[f"{column}_ci_low"]))
+            if tied:
+                text += f" Tied with it at 95% (the data cannot tell them apart): {', '.join(tied)}."
+            elif decidable:
+                text += " No other configuration is tied with it at 95%."
+            else:
+                text += " With one seed and no interval for this metric, no tie can be tested (use --seeds 3)."
+        else:
+            text += "."
+        sentences.append(text)
+    return " ".join(sentences)

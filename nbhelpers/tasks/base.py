@@ -210,4 +210,4 @@ class ClassificationTask(Task):
         return {"loss": float(totals["loss_sum"]) / count, "accuracy": float(totals["correct"]) / count}
 
 
-ACCURACY = MetricSpec("accuracy", higher_is_better=True, unit="%", scale=100.0)
+ACCURACY = MetricSpec("accuracy", higher_is_better=True, unit="%", scale=100.0, proportion=True)

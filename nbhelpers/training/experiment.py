@@ -118,6 +118,7 @@ class Experiment:
         self.optimizer = None
         self.choice = None
         self.task = None
+        self.examples: dict[str, int] = {}   # examples evaluated per split (for intervals)
         self.trainer: Trainer | None = None
         self.fit_result: FitResult | None = None
         self.resumed_from_epoch = 0
@@ -191,6 +192,9 @@ class Experiment:
 
     # -- running --------------------------------------------------------------------------
     def fit(self) -> FitResult:
+        # What the process held before training (data, model, imports): the peak above it is
+        # what training itself cost, which is what differs between optimizers.
+        self.mem_baseline_mb = self.trainer._memory.current_mb()
         self.fit_result = self.trainer.fit(self.train_loader, self.val_loader, self.cfg.epochs)
         return self.fit_result
 
@@ -203,6 +207,7 @@ class Experiment:
             evaluation = self.trainer.evaluate(self.test_loader, "test")
             write_jsonl(self.run.predictions("test"), evaluation.records)
             test = evaluation.metrics
+            self.examples["test"] = len(evaluation.records) or len(self.data.test)
         best_row = next((r for r in fit.history if r["epoch"] == fit.best_epoch), {})
         summary = self._summary(status=fit.status, error=fit.error, test=test, best_row=best_row)
         write_json(self.run.summary, summary)
@@ -225,6 +230,8 @@ class Experiment:
             "primary_metric": self.task_spec.primary_metric,
             "higher_is_better": self.task_spec.higher_is_better,
             "metric_specs": self.task_spec.metric_specs(),
+            "examples_val": len(self.val_loader.dataset) if getattr(self, "val_loader", None) else None,
+            "examples_test": self.examples.get("test"),
             "epochs_run": len(finished), "best_epoch": fit.best_epoch if fit else None,
             "best_val": fit.best_val if fit else None,
             "train": split("train_") or None, "val": split("val_") or None, "test": test,
@@ -235,6 +242,14 @@ class Experiment:
             "time_to_target_s": fit.time_to_target_s if fit else None,
             "params_total": params_total, "params_trainable": params_trainable,
             "optimizer_state_bytes": optimizer_state_bytes(self.optimizer) if self.optimizer is not None else None,
+            # Exact bytes: parameters, and their gradients (one per trainable parameter, same dtype).
+            "params_bytes": (sum(p.numel() * p.element_size() for p in self.model.parameters())
+                             if self.model is not None else None),
+            "grads_bytes": (sum(p.numel() * p.element_size() for p in self.model.parameters() if p.requires_grad)
+                            if self.model is not None else None),
+            "mem_baseline_mb": getattr(self, "mem_baseline_mb", None),
+            "mem_peak_above_baseline_mb": _above(max((r["mem_peak_mb"] for r in finished), default=None),
+                                                 getattr(self, "mem_baseline_mb", None)),
             "mem_peak_mb": max((r["mem_peak_mb"] for r in finished), default=None),
             "mem_steady_mb": (sum(r["mem_steady_mb"] for r in finished) / len(finished)) if finished else None,
             "device": str(self.device), "resumed_from_epoch": self.resumed_from_epoch,
@@ -250,6 +265,10 @@ class Experiment:
         write_json(self.run.summary, summary)
         write_text(self.run.details, f"Run {self.cfg.run_id} failed.\n\n{traceback.format_exc()}")
         return summary
+
+
+def _above(peak: float | None, baseline: float | None) -> float | None:
+    return None if peak is None or baseline is None else max(0.0, peak - baseline)
 
 
 def _jsonable(value: Any) -> bool:

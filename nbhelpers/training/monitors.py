@@ -85,6 +85,12 @@ class MemoryMonitor:
         else:
             self._samples.append(_rss_mb())
 
+    def current_mb(self) -> float:
+        """Memory in use now: allocated to tensors (CUDA) or the resident set (CPU)."""
+        if self.cuda:
+            return torch.cuda.memory_allocated(self.device) / 2**20
+        return _rss_mb()
+
     def end_epoch(self) -> tuple[float, float]:
         """(peak MB, steady MB) for the epoch."""
         if self.cuda:
