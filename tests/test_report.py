@@ -548,3 +548,19 @@ def test_build_report_executes_report_notebook(tmp_path):
     executed = nbformat.read(report / "report.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     assert 'href="report.html"' in (report / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow  # a browser start per page: about 10 s quiet, minutes on a loaded machine
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None and __import__("shutil").which("google-chrome") is None,
+                    reason="needs headless Chromium (apt-get install chromium)")
+def test_index_page_in_a_real_browser_shows_the_verdict_and_figures(tmp_path):
+    from nbhelpers.report.screenshot import check_screenshot, screenshot
+    sweep = make_accuracy_sweep(tmp_path)
+    report = build_report(sweep, execute_notebook=False)
+    shot = screenshot(report / "index.html", tmp_path / "index.png")
+    check = check_screenshot(shot)
+    assert check.verdict_visible and check.figure_rows > 200, check
+    # The same page without its opening paragraph fails the check: it can fail.
+    page = (report / "index.html").read_text(encoding="utf-8")
+    (report / "bare.html").write_text(page.replace('class="verdict"', 'class="plain"'), encoding="utf-8")
+    assert not check_screenshot(screenshot(report / "bare.html", tmp_path / "bare.png")).verdict_visible

@@ -253,7 +253,7 @@ def ranking_figure(runs: pd.DataFrame) -> FigureWithCaption:
     column = f"{split}_{metric}"
     models = list(dict.fromkeys(numbers["model"]))
     heights = [max(1, int(np.isfinite(numbers.loc[numbers["model"] == m, column]).sum())) for m in models]
-    figure = Figure(figsize=(8, 0.36 * sum(heights) + 1.3 * len(models) + 0.4))
+    figure = Figure(figsize=(8, 0.3 * sum(heights) + 1.0 * len(models) + 0.3))
     grid = figure.add_gridspec(len(models), 1, height_ratios=heights)
     keys = grid_keys(runs)
 

@@ -752,7 +752,7 @@ def verdict(table: ResultsTable) -> str:
             runner = rows[1]
             gap = abs(spec.display(best[column]) - spec.display(runner[column]))
             text += (f", {gap:.{spec.digits if spec.digits is not None else 2}f}{unit} ahead of "
-                     f"{_config_name(runner, keys)} ({spec.format(runner[column])}).")
+                     f"{_config_name(runner, keys)} ({spec.format(runner[column])}{'%' if spec.unit == '%' else ''}).")
             tied = [_config_name(r, keys) for r in rows if r["tied_with_best"]]
             decidable = best[f"{column}_n"] > 1 or (spec.proportion and _is_finite(best[f"{column}_ci_low"]))
             if tied:
