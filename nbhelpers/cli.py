@@ -1,4 +1,4 @@
-"""`python -m nbhelpers ...`: list, run, sweep, report, demo.
+"""`python -m nbhelpers ...`: list, run, sweep, report, leaderboard, demo.
 
 A mistake in what the user typed is one sentence on stderr and exit status 2; nothing
 in the output folder is touched before the input has been checked.
@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("sweep_dir")
     report.add_argument("--no-notebook", action="store_true", help="skip executing the report notebook")
 
+    board = sub.add_parser("leaderboard", help="rank optimizers across sweeps: ranks, time to target, profiles")
+    board.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR", help="sweep folders (each holds runs/)")
+    board.add_argument("--output-dir", default="executed/leaderboard")
+    board.add_argument("--no-notebook", action="store_true", help="skip executing the leaderboard notebook")
+
     demo = sub.add_parser("demo", help="sweep all 16 optimizers on digits/cnn_scratch, then report")
     demo.add_argument("--output-dir", default="executed/demo")
     demo.add_argument("--workers", type=_positive_int, default=2)
@@ -143,6 +148,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from nbhelpers.report import build_report
         folder = build_report(Path(args.sweep_dir), execute_notebook=not args.no_notebook)
         print(f"report written to {folder / 'index.html'}")
+        return 0
+    if args.command == "leaderboard":
+        from nbhelpers.report.leaderboard_build import build_leaderboard
+        folder = build_leaderboard(args.sweep_dirs, args.output_dir, execute_notebook_too=not args.no_notebook)
+        print(f"leaderboard written to {folder / 'index.html'}")
         return 0
     if args.command == "demo":
         return _demo(args)

@@ -14,7 +14,7 @@ import pytest
 from nbhelpers.config import FIELD_NAMES
 from nbhelpers.sweep.notebooks import NOTEBOOK_DIR, notebook_parameters, read_notebook
 
-TASK_NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.py") if p.stem not in ("report", "optimizers"))
+TASK_NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.py") if p.stem not in ("report", "optimizers", "leaderboard"))
 
 
 def test_every_notebook_has_an_ipynb_pair_in_sync_and_without_outputs():
