@@ -15,7 +15,7 @@ workload every optimizer gets
 
 Across workloads: the mean rank (with a percentile bootstrap interval over seeds when seeds
 exist) and the performance profile of AlgoPerf (Dahl et al. 2023, "Benchmarking Neural
-Network Training Algorithms", section 4.5): for optimizer s on workload w the ratio
+Network Training Algorithms"): for optimizer s on workload w the ratio
 r(s, w) = t(s, w) / min over optimizers of t(., w); the profile rho_s(tau) is the fraction of
 workloads with r(s, w) <= tau. An optimizer that never reached a workload's target, or did
 not run on it, has t = infinity there, so it never counts. The profile score is AlgoPerf's
@@ -162,7 +162,7 @@ def mean_interval(values) -> tuple[float, float, float, int]:
 # ----------------------------------------------------------------------------- the leaderboard
 @dataclass(frozen=True)
 class Leaderboard:
-    """The numbers of a leaderboard; `build_leaderboard_tables` and the figure functions read them.
+    """The numbers of a leaderboard; `leaderboard_tables` and the figure functions read them.
 
     workloads: one row per workload (label, task, dataset, model, grid_label, metric, split,
         higher_is_better, target, target_text, n_runs, sweeps).
@@ -195,9 +195,16 @@ def _text(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A numeric column, all NaN when no run recorded it."""
+    if name not in frame:
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    return pd.to_numeric(frame[name], errors="coerce").astype(float)
+
+
 def _run_times(group: pd.DataFrame, has_target: bool) -> np.ndarray:
     """Seconds to target per run: inf when never reached (or the run failed)."""
-    times = pd.to_numeric(group.get("time_to_target_s", pd.Series(np.nan, index=group.index)), errors="coerce")
+    times = _column(group, "time_to_target_s")
     return np.where(np.isfinite(times), times, np.inf) if has_target else np.full(len(group), np.nan)
 
 
@@ -215,8 +222,11 @@ def _workload_rows(runs: pd.DataFrame):
             runs[column] = default
     for column in ("task", "dataset", "model", "grid_label", "optimizer"):
         runs[column] = runs[column].map(_text)
-    for key, group in runs.groupby(_KEYS, sort=True):
-        yield dict(zip(_KEYS, key, strict=True)), group
+    groups = [(dict(zip(_KEYS, key, strict=True)), group) for key, group in runs.groupby(_KEYS, sort=True)]
+    labels = [workload_label(**key) for key, _ in groups]
+    for (key, group), label in zip(groups, labels, strict=True):
+        # Two tasks on one dataset and model name (unlikely, but possible) are told apart by the task.
+        yield (f"{key['task']}: {label}" if labels.count(label) > 1 else label), key, group
 
 
 def _target_of(group: pd.DataFrame, label: str) -> float:
@@ -236,12 +246,11 @@ def leaderboard(runs: pd.DataFrame) -> Leaderboard:
     workloads, cells, specs = [], [], {}
     seeds_per_cell: list[set] = []
     per_seed_time: dict = {}
-    for key, group in _workload_rows(runs):
-        label = workload_label(**key)
+    for label, key, group in _workload_rows(runs):
         metric, higher = primary_metric(group)
         spec = metric_spec(group, metric)
         specs[label] = spec
-        split = "test" if np.isfinite(pd.to_numeric(group.get(f"test_{metric}"), errors="coerce")).any() else "val"
+        split = "test" if np.isfinite(_column(group, f"test_{metric}")).any() else "val"
         target = _target_of(group, label)
         has_target = math.isfinite(target)
         workloads.append({
@@ -251,7 +260,7 @@ def leaderboard(runs: pd.DataFrame) -> Leaderboard:
         })
         rows = []
         for optimizer, runs_of in group.groupby("optimizer", sort=True):
-            values = pd.to_numeric(runs_of.get(f"{split}_{metric}"), errors="coerce")
+            values = _column(runs_of, f"{split}_{metric}")
             mean, low, high, n_finite = mean_interval(values)
             times = _run_times(runs_of, has_target)
             seeds = [s for s in runs_of["seed"]]
@@ -448,10 +457,11 @@ def leaderboard_tables(board: Leaderboard) -> list[BoardTable]:
 
     ranks, rank_bold = grid(lambda w, c: _fmt_rank(c["rank"]), labels, best=lambda c: c["rank"] == 1.0)
     head = pd.DataFrame(index=order)
-    head["mean rank"] = [
-        f"{summary.loc[o, 'mean_rank']:.2f}" + (f" [{summary.loc[o, 'rank_low']:.2f}, {summary.loc[o, 'rank_high']:.2f}]"
-                                                if np.isfinite(summary.loc[o, "rank_low"]) else "")
-        for o in order]
+    def mean_rank(o):
+        low, high = summary.loc[o, "rank_low"], summary.loc[o, "rank_high"]
+        return f"{summary.loc[o, 'mean_rank']:.2f}" + (f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) else "")
+
+    head["mean rank"] = [mean_rank(o) for o in order]
     head["workloads"] = [str(int(summary.loc[o, "n_workloads"])) for o in order]
     if len(board.times):
         head["profile score"] = [f"{summary.loc[o, 'profile_score']:.2f}" for o in order]
@@ -471,7 +481,8 @@ def leaderboard_tables(board: Leaderboard) -> list[BoardTable]:
                          rank_marks.rename_axis("optimizer").reset_index().assign(optimizer=False), rank_caption)]
 
     wl = board.workloads.set_index("workload")
-    headers = {w: f"{w}: {wl.loc[w, 'split']} {board.spec(w).header()} {'↑' if wl.loc[w, 'higher_is_better'] else '↓'}"
+    arrow = {True: "↑", False: "↓"}
+    headers = {w: f"{w}: {wl.loc[w, 'split']} {board.spec(w).header()} {arrow[bool(wl.loc[w, 'higher_is_better'])]}"
                for w in labels}
     metrics, metric_bold = grid(lambda w, c: _metric_cell(c, board.spec(w)), labels, best=lambda c: c["rank"] == 1.0)
     metric_caption = (
@@ -509,19 +520,24 @@ def _with_optimizer(frame: pd.DataFrame, value=None) -> pd.DataFrame:
 
 
 def workloads_table(board: Leaderboard) -> BoardTable:
-    """What each workload is: task, dataset, model, metric, split, target, runs, sweep."""
+    """What each workload is: task, (grid), metric and split, target, runs, sweep."""
     rows = []
+    show_grid = bool(board.workloads["grid_label"].astype(bool).any())
     for _, w in board.workloads.iterrows():
-        rows.append({"workload": w["workload"], "task": w["task"], "dataset": w["dataset"], "model": w["model"],
-                     "grid": w["grid_label"] or MISSING,
-                     "metric": f"{w['split']} {board.spec(w['workload']).header()} "
-                               f"({'higher' if w['higher_is_better'] else 'lower'} is better)",
-                     "target": w["target_text"] or "none recorded", "runs": str(w["n_runs"]), "sweep": w["sweeps"]})
+        row = {"workload": w["workload"], "task": w["task"]}
+        if show_grid:
+            row["grid"] = w["grid_label"] or MISSING
+        row.update({"metric": f"{w['split']} {board.spec(w['workload']).header()} "
+                              f"{'↑' if w['higher_is_better'] else '↓'}",
+                    "target": w["target_text"] or "none recorded", "runs": str(w["n_runs"]), "sweep": w["sweeps"]})
+        rows.append(row)
     cells = pd.DataFrame(rows)
     return BoardTable("Workloads", cells, pd.DataFrame(False, index=cells.index, columns=cells.columns),
                       text_columns=tuple(c for c in cells.columns if c != "runs"),
                       caption=
-                      "A workload is one (task, dataset, model), plus any grid value the sweep varied. "
+                      "A workload is one (task, dataset, model), named dataset/model, plus any grid value the sweep "
+                      "varied. metric = the primary metric and the split it is read on (↑ higher is better, "
+                      "↓ lower is better). "
                       "target = the validation value whose first crossing times the run (none recorded: "
                       "the task and data set declare none, e.g. perplexities of different corpora).")
 
@@ -541,11 +557,17 @@ def to_markdown(table: BoardTable) -> str:
     return f"### {table.title}\n\n" + "\n".join(lines) + f"\n\nTable: {table.caption}\n"
 
 
+def _header_html(header) -> str:
+    """An escaped header that may break after a slash (long workload names wrap there, not mid-word)."""
+    return html.escape(str(header)).replace("/", "/<wbr>")
+
+
 def to_html(table: BoardTable, *, table_id: str) -> str:
     """An HTML table with <caption>, escaped text and <strong> marks."""
     esc = html.escape
     out = [f'<table class="results" id="{esc(table_id)}">', f"<caption>{esc(table.caption)}</caption>",
-           "<thead><tr>" + "".join(f"<th>{esc(str(h))}</th>" for h in table.cells.columns) + "</tr></thead><tbody>"]
+           "<thead><tr>" + "".join(f"<th>{_header_html(h)}</th>" for h in table.cells.columns)
+           + "</tr></thead><tbody>"]
     for i in range(len(table.cells)):
         cells = []
         for j, header in enumerate(table.cells.columns):
@@ -598,6 +620,7 @@ def profile_figure(board: Leaderboard) -> FigureWithCaption:
     ax = figure.add_subplot()
     colours = optimizer_colours(board.optimizers["optimizer"])
     bands = [performance_profile(t, taus) for t in board.seed_times.values()]
+    scores = board.optimizers.set_index("optimizer")["profile_score"]
     order = list(board.optimizers.sort_values(["profile_score", "mean_rank"], ascending=[False, True])["optimizer"])
     for i, name in enumerate(order):
         if name not in profile:
@@ -606,7 +629,7 @@ def profile_figure(board: Leaderboard) -> FigureWithCaption:
         for band in bands:  # thin lines: the profile of each single seed
             ax.step(taus, band[name], where="post", color=colour, linewidth=0.8, alpha=0.35)
         ax.step(taus, profile[name], where="post", color=colour, linestyle=_STYLES[(i // 10) % len(_STYLES)],
-                linewidth=1.8, label=f"{name} ({board.optimizers.set_index('optimizer').loc[name, 'profile_score']:.2f})")
+                linewidth=1.8, label=f"{name} ({scores[name]:.2f})")
     ax.set_xscale("log")
     ax.set_xlim(1.0, TAU_MAX)
     ticks = [1, 1.5, 2, 3, 4]

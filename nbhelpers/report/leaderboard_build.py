@@ -80,6 +80,14 @@ def execute_notebook(source: Path, output: Path, *, parameters: dict, title: str
     return True
 
 
+# Workload headers are long ("digits/mnist_tiny: test accuracy (%) ↑"): let them wrap so that
+# the tables fit the page width without scrolling sideways.
+_BOARD_CSS = """
+.opening { font-size: 1.05rem; max-width: 1000px; }
+table.results th { white-space: normal; overflow-wrap: break-word; max-width: 13rem; vertical-align: bottom; }
+"""
+
+
 def index_page(board: Leaderboard, *, figures: list, notebook_href: str | None) -> str:
     """The leaderboard's landing page; every text that comes from run files is escaped."""
     esc = html.escape
@@ -87,8 +95,7 @@ def index_page(board: Leaderboard, *, figures: list, notebook_href: str | None) 
     title = f"Optimizer leaderboard: {n_workloads} workload{'s' if n_workloads != 1 else ''}"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{esc(title)}</title><style>{_CSS}\n.opening {{ font-size: 1.05rem; max-width: 1000px; }}"
-             "</style></head><body>",
+             f"<title>{esc(title)}</title><style>{_CSS}{_BOARD_CSS}</style></head><body>",
              f"<h1>{esc(title)}</h1>",
              f'<p class="subtitle">{n_sweeps} sweep{"s" if n_sweeps != 1 else ""}: {esc(", ".join(board.sweeps))} · '
              f"{int(board.cells['n_runs'].sum())} runs · {len(board.optimizers)} optimizers</p>",
