@@ -32,9 +32,9 @@ from pathlib import Path
 
 from IPython.display import HTML, SVG, Markdown, display
 
-from nbhelpers.report.leaderboard import (figure_bytes, find_sweep_dirs, leaderboard, leaderboard_figures,
-                                          leaderboard_tables, load_sweeps, opening_paragraph, to_html,
-                                          workloads_table)
+from nbhelpers.report.leaderboard import (find_sweep_dirs, leaderboard, leaderboard_figures, leaderboard_tables,
+                                          load_sweeps, opening_paragraph, to_html, workloads_table)
+from nbhelpers.report.plots import figure_bytes
 
 sweeps = [Path(p) for p in sweep_dirs] or find_sweep_dirs()
 runs = load_sweeps(sweeps)

@@ -28,7 +28,6 @@ Like the rest of report/, this reads only run directories (docs/run_directory.md
 from __future__ import annotations
 
 import html
-import io
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -45,12 +43,12 @@ from nbhelpers.errors import UserInputError
 from nbhelpers.metric_spec import MetricSpec
 from nbhelpers.report.load import load_runs
 from nbhelpers.report.plots import FigureWithCaption
+from nbhelpers.report.style import OPTIMIZERS, optimizer_colour
 from nbhelpers.report.tables import MISSING, human_duration, metric_spec, primary_metric
 
 TAU_MAX = 4.0        # AlgoPerf's profiles stop at a factor of 4 of the fastest
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
-FIGURE_DPI = 200
 _KEYS = ["task", "dataset", "model", "grid_label"]
 
 
@@ -602,11 +600,11 @@ def markdown_report(board: Leaderboard) -> str:
 
 # ----------------------------------------------------------------------------- figures
 def optimizer_colours(names) -> dict:
-    """One colour per optimizer, fixed by its position among the names (sorted)."""
-    names = sorted(set(names))
-    palette = ([colormaps["tab10"](i) for i in range(10)] if len(names) <= 10
-               else [colormaps["tab20"](i) for i in list(range(0, 20, 2)) + list(range(1, 20, 2))])
-    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    """The reports' fixed colour of each optimizer (nbhelpers.report.style); names outside the 16 get tab10."""
+    others = sorted({n for n in names if n not in OPTIMIZERS})
+    colours = {name: optimizer_colour(name) for name in set(names) if name in OPTIMIZERS}
+    colours.update({name: colormaps["tab10"](i % 10) for i, name in enumerate(others)})
+    return colours
 
 
 _STYLES = ("-", "--", "-.", ":")
@@ -692,18 +690,9 @@ def rank_figure(board: Leaderboard) -> FigureWithCaption:
 def leaderboard_figures(board: Leaderboard) -> list[FigureWithCaption]:
     """The rank figure, and the performance profile when some workload has a target.
 
-    Each FigureWithCaption's `filename` is a stem: save it as `.png` and `.svg` (figure_bytes).
+    Each FigureWithCaption's `filename` is a stem: save it as `.png` and `.svg` (plots.figure_bytes).
     """
     figures = [rank_figure(board)]
     if len(board.times):
         figures.append(profile_figure(board))
     return figures
-
-
-def figure_bytes(figure: Figure, fmt: str) -> bytes:
-    """PNG at 200 dpi, or SVG (vector, fonts as paths, no date so reruns give equal files)."""
-    FigureCanvasAgg(figure)  # no pyplot: a notebook's inline backend stays untouched
-    buffer = io.BytesIO()
-    metadata = {"Date": None} if fmt == "svg" else None
-    figure.savefig(buffer, format=fmt, dpi=FIGURE_DPI, bbox_inches="tight", metadata=metadata)
-    return buffer.getvalue()

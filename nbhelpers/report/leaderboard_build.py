@@ -21,9 +21,10 @@ import nbformat
 import nbhelpers
 from nbhelpers.report.build import _package_importable_by_kernel, write_atomic
 from nbhelpers.report.html import _CSS, notebook_to_html
-from nbhelpers.report.leaderboard import (TAU_MAX, Leaderboard, figure_bytes, leaderboard, leaderboard_figures,
+from nbhelpers.report.leaderboard import (TAU_MAX, Leaderboard, leaderboard, leaderboard_figures,
                                           leaderboard_tables, load_sweeps, markdown_report, opening_paragraph, to_csv,
                                           to_html, workloads_table)
+from nbhelpers.report.plots import figure_bytes
 
 DEFAULT_OUTPUT_DIR = Path("executed") / "leaderboard"
 LEADERBOARD_NOTEBOOK = Path(nbhelpers.__file__).resolve().parent.parent / "notebooks" / "leaderboard.py"
