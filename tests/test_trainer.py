@@ -33,7 +33,8 @@ def test_run_directory_holds_the_contract(tiny_cfg):
     saved = torch.load(result.run_dir / "best_model.pt")
     assert summary["params_total"] == sum(saved[name].numel() for name, _ in model.named_parameters())
     assert summary["metric_specs"]["accuracy"] == {"label": "accuracy", "higher_is_better": True, "unit": "%",
-                                                   "scale": 100.0, "digits": 2}
+                                                   "scale": 100.0, "digits": 2, "proportion": True}
+    assert summary["examples_test"] == len(read_jsonl(result.run_dir / "predictions_test.jsonl")) == 160 and summary["params_bytes"] == 4 * summary["params_total"]
     assert summary["optimizer_state_bytes"] > 0          # AdamW keeps two moments per tensor
     history = read_jsonl(result.run_dir / "history.jsonl")
     assert [row["epoch"] for row in history] == [1, 2]
