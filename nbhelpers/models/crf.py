@@ -71,6 +71,9 @@ class CRF(nn.Module):
         self.register_buffer("allowed", allowed, persistent=False)
         self.register_buffer("allowed_start", allowed_start, persistent=False)
 
+    def extra_repr(self) -> str:
+        return f"num_tags={self.num_tags}, constrained={self.constrained}"
+
     @property
     def constrained(self) -> bool:
         return not (bool(self.allowed.all()) and bool(self.allowed_start.all()))
