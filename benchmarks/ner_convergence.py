@@ -10,10 +10,10 @@ The claims under test (issue: structured prediction, NER part):
 3. plain sgd is visibly behind adamw: its test F1 at least 2 points lower, or its validation F1
    at least 5 points lower after the first epoch.
 
-Each run is one run_experiment() with the settings of params/ner/gazetteer_ner-*.yaml (10
+Each run is one run_experiment() with the settings of params/ner/gazetteer_ner-*.yaml (5
 epochs, batch 32, plateau LR on the validation loss, clipping 1.0, patience 5, per-optimizer LR
 and weight decay), on the CPU, as `python -m nbhelpers run --task ner --dataset gazetteer_ner
---model <model> --optimizers <name> --epochs 10 --batch-size 32 --device cpu` would do it.
+--model <model> --optimizers <name> --epochs 5 --batch-size 32 --device cpu` would do it.
 
 Usage: python benchmarks/ner_convergence.py [--extra adam,sgd_momentum] [--threads 2]
 Writes benchmarks/results/ner.md (see --output); runs go to a temporary folder unless
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     load_all()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--extra", default="", help="more optimizers for the char-CNN model, e.g. adam,sgd_momentum")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--runs-dir", type=Path, default=None, help="keep the run directories here")

@@ -57,7 +57,7 @@ def test_entity_spans_read_strict_iob2_like_seqeval():
 
 def test_gazetteer_is_fixed_and_valid_iob2(gazetteer):
     assert DATASETS.get("gazetteer_ner").meta == {"task": "ner", "offline": True}
-    assert (len(gazetteer.train), len(gazetteer.val), len(gazetteer.test)) == (6000, 1000, 1000)
+    assert (len(gazetteer.train), len(gazetteer.val), len(gazetteer.test)) == (4000, 1000, 1000)
     assert generate_split("test", 50) == generate_split("test", 50)
     # The run's seed changes nothing; max_samples takes the same fixed subset every time.
     assert build_gazetteer_ner(seed=7, max_samples=20).train[3] == build_gazetteer_ner(max_samples=20).train[3]
