@@ -11,7 +11,7 @@ of nbhelpers/models/ner.py map them to emission scores and own a CRF (`model.crf
   (`mode="strict", scheme=IOB2`): an entity counts as found only when its type, its first
   and its last token all match, and a stray I-X starts no entity. F1 (micro-averaged over
   entity types) is the primary metric; F1 of each type (PER, ORG, LOC, MISC) is reported
-  too, null for a type the dataset does not have.
+  too, null when the split has no entity of that type, gold or predicted (MISC on wikiann_en).
 * evaluate() Viterbi-decodes every sentence and scores the decoded tags with seqeval itself.
   Training batches are decoded too (from the emissions already computed, without gradients)
   and their entities counted on the device by `entity_counts`, which follows the same strict
