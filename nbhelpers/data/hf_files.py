@@ -106,7 +106,7 @@ def describe_layouts(splits: Sequence[str], config: str | None = None) -> str:
     """The layouts find_split_files accepts, as file patterns (for "looked for ..." sentences)."""
     first = splits[0]
     where = f"{config}/" if config else "<config>/"
-    return (f"{'/'.join(splits)}.parquet, data/{first}-00000-of-00001.parquet, "
+    return (f"{' and '.join(f'{s}.parquet' for s in splits)}, data/{first}-00000-of-00001.parquet, "
             f"{where}{first}-00000-of-00001.parquet or {where}{first}/0000.parquet")
 
 
@@ -191,10 +191,10 @@ def load_cached(repo_id: str, config: str | None, cache_dirs: Iterable[Path]) ->
         import datasets
     except ImportError:
         return None
-    datasets.logging.set_verbosity_error()  # "using the latest cached version" on every hit
     for cache in cache_dirs:
         if not Path(cache).is_dir():
             continue
+        datasets.logging.set_verbosity_error()  # "using the latest cached version" on every hit
         try:
             with offline():
                 return datasets.load_dataset(repo_id, config, cache_dir=str(cache))

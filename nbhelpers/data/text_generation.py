@@ -382,8 +382,8 @@ def load_text_splits(spec: HubDataset, data_dir: Path, download: bool) -> dict[s
         return cached
     instead = f"or use --dataset {OFFLINE_ALTERNATIVE} (offline)"
     original = ", ".join(spec.original.format(split=ORIGINAL_SPLIT_NAMES[s]) for s in SPLITS) if spec.original else ""
-    looked = (f"train/validation/test .parquet or .txt{', ' + original if original else ''}, "
-              f"{hf_files.describe_layouts(SPLITS, spec.snapshot_config)}, or a save_to_disk folder")
+    looked = (f"{hf_files.describe_layouts(SPLITS, spec.snapshot_config)}, train/validation/test .txt"
+              f"{', ' + original if original else ''}, or a save_to_disk folder")
     caches = ", ".join(str(p) for p in [hf_files.hub_cache_dir(), *hf_files.datasets_cache_dirs(root)])
     where = f"not in {folder} (looked for {looked}) nor in the Hugging Face caches {caches}"
     if not download:
