@@ -177,11 +177,13 @@ def _run(args: argparse.Namespace) -> int:
     from nbhelpers.sweep.preflight import preflight
     from nbhelpers.training import run_experiment
     from nbhelpers.training.experiment import ensure_writable
+    from nbhelpers.training.rundir import clean_temporary
     plan = _plan(args)
     ensure_writable(plan.output_dir)
     failed = 0
     with FolderLock(plan.output_dir):
         preflight(plan, overwrite=args.overwrite)
+        clean_temporary(plan.output_dir)  # what a killed sweep or run left
         for cfg in plan.configs:
             try:
                 result = run_experiment(cfg)
