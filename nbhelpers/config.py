@@ -208,7 +208,10 @@ def check_component_kwargs(cfg: RunConfig, *, model: str, optimizer: str, schedu
 
     model_class = model_class_of(model)
     if model_class is not None:
-        check_kwargs(f"model {model!r}", model_class, dict(cfg.model_kwargs))
+        # Knobs the builder names in its own signature (and consumes itself) are accepted too.
+        from nbhelpers.knobs import accepted_parameters
+        builder_knobs = accepted_parameters(MODELS.get(model).factory, skip=("info",))
+        check_kwargs(f"model {model!r}", model_class, dict(cfg.model_kwargs), extra=builder_knobs)
     elif not isinstance(cfg.model_kwargs, Mapping):
         raise UserInputError(f"model_kwargs must be a mapping of names to values, got {cfg.model_kwargs!r}")
     spec = get_spec(optimizer)
@@ -229,8 +232,10 @@ def check_component_kwargs(cfg: RunConfig, *, model: str, optimizer: str, schedu
 def model_class_of(model: str) -> type | None:
     """The nn.Module class a registered model builder constructs, when that can be told.
 
-    A registration may name it (`model_class=...`); otherwise it is the one nn.Module class
-    the builder's code refers to. None when neither works: the builder then checks alone.
+    A registration may name it (`MODELS.register(..., model_class=X)`); otherwise it is the one
+    nn.Module class the builder's code refers to. None when neither works: the builder then
+    checks alone. model_kwargs are checked against that class's constructor plus the keyword
+    parameters of the builder itself, so a builder that consumes a knob must name it there.
     """
     import inspect
 

@@ -31,8 +31,9 @@ from nbhelpers.errors import StorageError, UserInputError
 
 FINAL_STATUSES = ("completed", "early_stopped", "diverged", "failed")
 # Settings that do not change what a run computes: where it writes, where data are cached,
-# whether it resumes or shows progress bars, and the target (only time-to-target reads it).
-SETTINGS_NOT_COMPARED = ("output_dir", "data_dir", "resume", "progress", "target")
+# whether it resumes or shows progress bars, the target (only time-to-target reads it) and
+# the experiment's number in its params file (a label; it moves when experiments are added).
+SETTINGS_NOT_COMPARED = ("output_dir", "data_dir", "resume", "progress", "target", "experiment")
 
 _UMASK_LOCK = threading.Lock()
 
