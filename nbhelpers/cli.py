@@ -221,6 +221,8 @@ def _report(sweep_dir: Path, *, execute_notebook: bool) -> Path:
         raise UserInputError(f"there is no sweep folder {sweep_dir}")
     ensure_writable(report_dir)
     clean_temporary(report_dir)  # what an interrupted report left
+    for leftover in report_dir.glob(".report.*.ipynb"):  # build.py's notebook being executed
+        leftover.unlink(missing_ok=True)
     try:
         return build_report(sweep_dir, execute_notebook=execute_notebook)
     except OSError as err:

@@ -311,11 +311,11 @@ def test_a_worker_ends_when_the_sweep_that_started_it_is_killed(tmp_path):
                "from nbhelpers.sweep.run import _exit_with_parent\n"
                "_exit_with_parent(os.getppid())\n"
                "print('watching', flush=True)\n"
-               "time.sleep(300)\n")
+               "time.sleep(120)\n")
     parent = ("import subprocess, sys, time\n"
               f"child = subprocess.Popen([sys.executable, '-c', {watcher!r}])\n"
               "print(child.pid, flush=True)\n"
-              "time.sleep(300)\n")
+              "child.wait()\n")  # a watcher that cannot start ends the test instead of hanging it
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     sweep = subprocess.Popen([sys.executable, "-c", parent], env=env, stdout=subprocess.PIPE, text=True)
     worker = int(sweep.stdout.readline())
@@ -459,12 +459,15 @@ def test_leftover_temporary_files_are_cleaned(finished, tmp_path):
     leftovers = [run / ".summary.json.k2j3h4.tmp", run / ".last.pt.x8y9z0.tmp", sweep / ".sweep.json.abc123.tmp"]
     for path in leftovers:
         path.write_text("half written")
-    assert main(["run", str(params), "--output-dir", str(sweep), "--overwrite"]) == 0
+    (run / "summary.json").write_text('{"status": "running"}')  # as if killed: --resume goes on with it
+    assert main(["run", str(params), "--output-dir", str(sweep), "--resume"]) == 0
     assert not [p for p in leftovers if p.exists()]
+    assert read_json(run / "summary.json")["status"] == "completed"
     (sweep / "report").mkdir(exist_ok=True)
     (sweep / "report" / ".index.html.q1w2e3.tmp").write_text("half written")
+    (sweep / "report" / ".report.x7c8v9.ipynb").write_text("{}")
     assert main(["report", str(sweep), "--no-notebook"]) == 0
-    assert not list((sweep / "report").glob(".*.tmp"))
+    assert not list((sweep / "report").glob(".*.tmp")) and not list((sweep / "report").glob(".report.*"))
 
 
 def test_a_run_is_never_completed_without_details(tiny_cfg, monkeypatch):
