@@ -1,7 +1,9 @@
 """`python -m nbhelpers ...`: list, run, sweep, report, leaderboard, demo.
 
 A mistake in what the user typed is one sentence on stderr and exit status 2; nothing
-in the output folder is touched before the input has been checked.
+in the output folder is touched before the input has been checked. `run` and `sweep`
+exit 0 when every run ended (completed, stopped early or diverged) and 1 when a run
+failed; a file that cannot be written (a full disk) is one sentence and exit status 1.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from nbhelpers.errors import UserInputError
+from nbhelpers.errors import StorageError, UserInputError
 
 DEMO_PARAMS = "params/image_classification/digits-cnn_scratch.yaml"
 
@@ -88,6 +90,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=S)
     parser.add_argument("--resume", action="store_true", default=S,
                         help="skip finished runs, continue interrupted ones from last.pt")
+    parser.add_argument("--overwrite", action="store_true", default=False,
+                        help="run again runs that already finished in --output-dir (without --resume)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=S)
 
 
@@ -130,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; run again with --resume to continue", file=sys.stderr)
         return 130
@@ -145,8 +152,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sweep":
         return _sweep(args)
     if args.command == "report":
-        from nbhelpers.report import build_report
-        folder = build_report(Path(args.sweep_dir), execute_notebook=not args.no_notebook)
+        folder = _report(Path(args.sweep_dir), execute_notebook=not args.no_notebook)
         print(f"report written to {folder / 'index.html'}")
         return 0
     if args.command == "leaderboard":
@@ -162,45 +168,74 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace):
     from nbhelpers.sweep.expand import plan_from_args
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("command", "params", "workers", "backend", "report")}
+                 if k not in ("command", "params", "workers", "backend", "report", "overwrite")}
     return plan_from_args(args.params, overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from nbhelpers.sweep.lock import FolderLock
+    from nbhelpers.sweep.preflight import preflight
     from nbhelpers.training import run_experiment
+    from nbhelpers.training.experiment import ensure_writable
+    from nbhelpers.training.rundir import clean_temporary
     plan = _plan(args)
+    ensure_writable(plan.output_dir)
     failed = 0
-    for cfg in plan.configs:
-        try:
-            result = run_experiment(cfg)
-        except UserInputError:
-            raise
-        except Exception as err:  # recorded in the run directory; go on with the next run
-            print(f"{cfg.run_id}: failed: {type(err).__name__}: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        s = result.summary
-        print(f"{cfg.run_id}: {s['status']}, best val {s['primary_metric']} {s['best_val']}, "
-              f"test {s.get('test')}, run dir {result.run_dir}")
-    return min(failed, 100)
+    with FolderLock(plan.output_dir):
+        preflight(plan, overwrite=args.overwrite)
+        clean_temporary(plan.output_dir)  # what a killed sweep or run left
+        for cfg in plan.configs:
+            try:
+                result = run_experiment(cfg)
+            except (UserInputError, StorageError):
+                raise
+            except Exception as err:  # recorded in the run directory; go on with the next run
+                print(f"{cfg.run_id}: failed: {type(err).__name__}: {err}", file=sys.stderr)
+                failed += 1
+                continue
+            s = result.summary
+            print(f"{cfg.run_id}: {s['status']}, best val {s['primary_metric']} {s['best_val']}, "
+                  f"test {s.get('test')}, run dir {result.run_dir}")
+    return 1 if failed else 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from nbhelpers.sweep.run import run_sweep
+    from nbhelpers.sweep.run import check_backend, run_sweep
+    check_backend(args.backend)  # before the params file is even read: nothing may be touched
     plan = _plan(args)
-    outcome = run_sweep(plan, workers=args.workers, backend=args.backend)
+    outcome = run_sweep(plan, workers=args.workers, backend=args.backend, overwrite=args.overwrite)
     print(outcome.describe())
     if args.report:
-        from nbhelpers.report import build_report
-        folder = build_report(plan.output_dir)
+        folder = _report(plan.output_dir, execute_notebook=True)
         print(f"report written to {folder / 'index.html'}")
-    return min(outcome.failed, 100)
+    return outcome.exit_status
+
+
+def _report(sweep_dir: Path, *, execute_notebook: bool) -> Path:
+    """build_report, with an unwritable folder or a full disk as one sentence."""
+    from nbhelpers.report import build_report
+    from nbhelpers.training.experiment import ensure_writable
+    from nbhelpers.training.rundir import clean_temporary
+    report_dir = sweep_dir / "report"
+    if not sweep_dir.is_dir():
+        raise UserInputError(f"there is no sweep folder {sweep_dir}")
+    ensure_writable(report_dir)
+    clean_temporary(report_dir)  # what an interrupted report left
+    for leftover in report_dir.glob(".report.*.ipynb"):  # build.py's notebook being executed
+        leftover.unlink(missing_ok=True)
+    try:
+        return build_report(sweep_dir, execute_notebook=execute_notebook)
+    except OSError as err:
+        where = getattr(err, "filename", None) or report_dir
+        raise StorageError(err.errno or 0, f"cannot write the report into {report_dir}: "
+                           f"{err.strerror or err} ({where})") from None
 
 
 def _demo(args: argparse.Namespace) -> int:
     params = Path(__file__).resolve().parent.parent / DEMO_PARAMS
+    # The demo always shows a fresh sweep: a second `demo` runs it again rather than refusing.
     argv = ["sweep", str(params), "--optimizers", "all", "--output-dir", args.output_dir,
-            "--workers", str(args.workers), "--no-progress", "--report"]
+            "--workers", str(args.workers), "--no-progress", "--report", "--overwrite"]
     if args.epochs:
         argv += ["--epochs", str(args.epochs)]
     return main(argv)

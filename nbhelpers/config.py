@@ -9,7 +9,9 @@ directory records what actually ran.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,6 +25,9 @@ SCHEDULERS = ("auto", "cosine", "plateau", "step", "multistep", "exponential", "
               "warmup_cosine", "warmup_linear", "inverse_sqrt", "none")
 LR_POLICIES = ("per_opt", "fixed")
 AMP_MODES = ("off", "bf16", "fp16")
+# Run ids become folder and file names: every other character turns into "_".
+_UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9._+=-]")
+MAX_RUN_ID_LENGTH = 150  # file systems allow 255 bytes; leave room for ".ipynb", ".html", temp names
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,17 @@ class RunConfig:
                 continue
             parts.append(f"{short}{value:g}" if isinstance(value, float) else f"{short}{value}")
         parts.append(f"s{self.seed}")
-        return "-".join(str(p) for p in parts)
+        return safe_name("-".join(str(p) for p in parts))
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir) / "runs" / self.run_id
+        """<output_dir>/runs/<run_id>; refused (UserInputError) if it would resolve elsewhere."""
+        root = Path(self.output_dir) / "runs"
+        path = root / self.run_id
+        if path.resolve().parent != root.resolve():
+            raise UserInputError(f"the run directory of {self.run_id!r} resolves outside {root} "
+                                 "(a symbolic link?); remove it or use another --output-dir")
+        return path
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -92,6 +103,19 @@ class RunConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def safe_name(text: str) -> str:
+    """`text` as a file name: letters, digits and . _ + = - only; long ones shortened with a hash.
+
+    Grid values come from params files: "/../x" or "<img ...>" must not become a path or
+    markup. Two values that map to the same name are caught by the sweep's duplicate check.
+    """
+    name = _UNSAFE_IN_NAMES.sub("_", text).lstrip(".") or "_"
+    if len(name) > MAX_RUN_ID_LENGTH:
+        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+        name = f"{name[:MAX_RUN_ID_LENGTH - 11]}-{digest}"
+    return name
 
 
 def config_from_dict(values: Mapping[str, Any], *, source: str = "config") -> RunConfig:
@@ -119,7 +143,11 @@ def validate_config(cfg: RunConfig) -> RunConfig:
                              f"(models for {task}: {', '.join(models_for(task))})")
     optimizer = OPTIMIZERS.canonical(cfg.optimizer)
     if cfg.sam_base is not None:
-        OPTIMIZERS.canonical(cfg.sam_base)
+        from nbhelpers.optim import get_spec  # late: optim imports torch
+        base = get_spec(cfg.sam_base)
+        if base.needs_closure:
+            raise UserInputError(f"--sam-base {cfg.sam_base}: SAM and GSAM need a plain base optimizer, "
+                                 "not themselves or each other (for example sgd_momentum or adamw)")
     epochs = spec.defaults.get("epochs", 20) if cfg.epochs is None else cfg.epochs
     batch_size = spec.defaults.get("batch_size", 128) if cfg.batch_size is None else cfg.batch_size
     _check_int("epochs", epochs, minimum=1)
@@ -127,6 +155,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     if cfg.max_samples is not None:
         _check_int("max samples", cfg.max_samples, minimum=1)
     _check_int("num workers", cfg.num_workers, minimum=0)
+    _check_int("seed", cfg.seed, minimum=0)
     _check_int("eval every", cfg.eval_every, minimum=1)
     if cfg.val_max_samples is not None:
         _check_int("validation max samples", cfg.val_max_samples, minimum=1)
@@ -136,6 +165,8 @@ def validate_config(cfg: RunConfig) -> RunConfig:
                         ("warmup epochs", cfg.warmup_epochs), ("label smoothing", cfg.label_smoothing)):
         if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
             raise UserInputError(f"the {name} must be a number >= 0, got {value!r}")
+    if cfg.label_smoothing is not None and not cfg.label_smoothing < 1:
+        raise UserInputError(f"the label smoothing must be at least 0 and below 1, got {cfg.label_smoothing!r}")
     if cfg.lr_policy not in LR_POLICIES:
         raise UserInputError(f"unknown LR policy {cfg.lr_policy!r} (accepted: {', '.join(LR_POLICIES)})")
     if cfg.scheduler not in SCHEDULERS:
@@ -145,6 +176,8 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     _check_device(cfg.device)
     from nbhelpers.optim import parse_lr_overrides  # late: optim imports torch
     parse_lr_overrides(cfg.lr_overrides)
+    scheduler = spec.scheduler if cfg.scheduler == "auto" else cfg.scheduler
+    check_component_kwargs(cfg, model=model, optimizer=optimizer, scheduler=scheduler, family=spec.family)
     return cfg.replace(task=task, dataset=dataset, model=model, optimizer=optimizer, epochs=epochs,
                        batch_size=batch_size)
 
@@ -164,6 +197,58 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         target=spec.target if cfg.target is None else cfg.target,
         sam_base=(cfg.sam_base or default_sam_base(spec.family)) if opt.needs_closure else cfg.sam_base,
     )
+
+
+def check_component_kwargs(cfg: RunConfig, *, model: str, optimizer: str, scheduler: str, family: str) -> None:
+    """model_kwargs, optimizer_kwargs and scheduler_kwargs against what receives them."""
+    from nbhelpers.knobs import check_kwargs
+    from nbhelpers.optim import default_sam_base, get_spec
+    from nbhelpers.optim.build import BUILD_OPTIONS
+    from nbhelpers.schedulers import SCHEDULER_OPTIONS
+
+    model_class = model_class_of(model)
+    if model_class is not None:
+        # Knobs the builder names in its own signature (and consumes itself) are accepted too.
+        from nbhelpers.knobs import accepted_parameters
+        builder_knobs = accepted_parameters(MODELS.get(model).factory, skip=("info",))
+        check_kwargs(f"model {model!r}", model_class, dict(cfg.model_kwargs), extra=builder_knobs)
+    elif not isinstance(cfg.model_kwargs, Mapping):
+        raise UserInputError(f"model_kwargs must be a mapping of names to values, got {cfg.model_kwargs!r}")
+    spec = get_spec(optimizer)
+    # lr and weight_decay have their own settings; passed here they would be silently overridden.
+    skip = ("params", "lr", "weight_decay", "base_optimizer")
+    accepted = dict(BUILD_OPTIONS)
+    if spec.needs_closure:
+        from nbhelpers.knobs import accepted_parameters
+        base = get_spec(cfg.sam_base or default_sam_base(family))
+        accepted.update(accepted_parameters(base.optimizer_class(), skip=skip))
+    check_kwargs(f"optimizer {optimizer!r}", spec.optimizer_class(), dict(cfg.optimizer_kwargs),
+                 skip=skip, extra=accepted)
+    if scheduler in SCHEDULER_OPTIONS:
+        check_kwargs(f"scheduler {scheduler!r}", None, dict(cfg.scheduler_kwargs),
+                     extra=SCHEDULER_OPTIONS[scheduler])
+
+
+def model_class_of(model: str) -> type | None:
+    """The nn.Module class a registered model builder constructs, when that can be told.
+
+    A registration may name it (`MODELS.register(..., model_class=X)`); otherwise it is the one
+    nn.Module class the builder's code refers to. None when neither works: the builder then
+    checks alone. model_kwargs are checked against that class's constructor plus the keyword
+    parameters of the builder itself, so a builder that consumes a knob must name it there.
+    """
+    import inspect
+
+    from torch import nn
+    entry = MODELS.get(model)
+    if entry.meta.get("model_class") is not None:
+        return entry.meta["model_class"]
+    try:
+        referenced = inspect.getclosurevars(entry.factory).globals.values()
+    except (TypeError, ValueError):
+        return None
+    classes = [v for v in referenced if isinstance(v, type) and issubclass(v, nn.Module)]
+    return classes[0] if len(classes) == 1 else None
 
 
 def datasets_for(task: str) -> list[str]:

@@ -11,3 +11,14 @@ class UserInputError(ValueError):
 
 class DatasetUnavailableError(UserInputError):
     """A real dataset is neither cached nor downloadable."""
+
+
+class StorageError(OSError):
+    """A file could not be written: the disk is full, the folder became read-only, ...
+
+    Not the user's input (the command line exits 1, not 2), but still one sentence: a
+    traceback from deep inside torch.save says nothing a user can act on.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()

@@ -10,7 +10,7 @@ A linear warm-up (`warmup_epochs`) works in front of each of them.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from torch.optim.lr_scheduler import (ExponentialLR, LambdaLR, MultiStepLR, OneCycleLR,
@@ -24,6 +24,29 @@ PER_EPOCH = ("step", "multistep", "exponential")
 # warmup_cosine / warmup_linear without an explicit --warmup-epochs warm up for this
 # fraction of training (a common choice for Transformers).
 DEFAULT_WARMUP_FRACTION = 0.05
+
+# scheduler_kwargs each schedule reads, with their types (checked before a run starts:
+# anything else would be ignored without a word).
+_SMOOTH = {"min_lr_ratio": float}
+SCHEDULER_OPTIONS: dict[str, dict[str, Any]] = {
+    "cosine": _SMOOTH, "warmup_cosine": _SMOOTH, "warmup_linear": _SMOOTH,
+    "inverse_sqrt": {}, "none": {},
+    "onecycle": {"pct_start": float, "div_factor": float, "final_div_factor": float,
+                 "anneal_strategy": Literal["cos", "linear"], "three_phase": bool,
+                 "cycle_momentum": bool, "base_momentum": float, "max_momentum": float},
+    "step": {"step_size": int, "gamma": float},
+    "multistep": {"milestones": list, "gamma": float},
+    "exponential": {"gamma": float},
+    "plateau": {"factor": float, "patience": int, "threshold": float, "cooldown": int, "min_lr": float},
+}
+
+
+def has_momentum(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer has a momentum (SGD/RMSprop with momentum > 0, LARS) or a beta1."""
+    defaults = optimizer.defaults
+    if "betas" in defaults:
+        return True
+    return float(defaults.get("momentum") or 0.0) > 0.0
 
 
 class LRSchedule:
@@ -42,6 +65,8 @@ class LRSchedule:
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        # onecycle only: whether it cycles the momentum (or beta1) against the LR. None otherwise.
+        self.momentum_cycled: bool | None = None
         self.inner = self._build_inner(name, epochs=epochs, **kwargs)
 
     # -- construction -------------------------------------------------------------------
@@ -53,10 +78,22 @@ class LRSchedule:
             # OneCycleLR has its own warm-up (pct_start); ours would fight it.
             self.warmup_steps = 0
             max_lrs = [g["initial_lr"] for g in opt.param_groups]
+            # Cycling the momentum needs one: torch refuses Adagrad, Adadelta and Adafactor, and
+            # would silently give plain SGD and RMSprop a momentum of 0.85-0.95 they never had.
+            cycle = kwargs.get("cycle_momentum", has_momentum(opt))
+            if cycle and not has_momentum(opt):
+                raise UserInputError("scheduler onecycle: cycle_momentum needs an optimizer with a "
+                                     "momentum or beta1, and this one has neither")
+            self.momentum_cycled = bool(cycle)
             return OneCycleLR(opt, max_lr=max_lrs, total_steps=total,
-                              pct_start=kwargs.get("pct_start", 0.3),
+                              pct_start=float(kwargs.get("pct_start", 0.3)),
+                              anneal_strategy=kwargs.get("anneal_strategy", "cos"),
+                              cycle_momentum=self.momentum_cycled,
+                              base_momentum=kwargs.get("base_momentum", 0.85),
+                              max_momentum=kwargs.get("max_momentum", 0.95),
                               div_factor=kwargs.get("div_factor", 25.0),
-                              final_div_factor=kwargs.get("final_div_factor", 1e4))
+                              final_div_factor=kwargs.get("final_div_factor", 1e4),
+                              three_phase=kwargs.get("three_phase", False))
         if name == "step":
             return StepLR(opt, step_size=kwargs.get("step_size", max(1, epochs // 3)),
                           gamma=kwargs.get("gamma", 0.1))
@@ -68,7 +105,9 @@ class LRSchedule:
             return ExponentialLR(opt, gamma=kwargs.get("gamma", 0.97))
         if name == "plateau":
             return ReduceLROnPlateau(opt, mode="min", factor=kwargs.get("factor", 0.5),
-                                     patience=kwargs.get("patience", 1))
+                                     patience=kwargs.get("patience", 1),
+                                     threshold=kwargs.get("threshold", 1e-4),
+                                     cooldown=kwargs.get("cooldown", 0), min_lr=kwargs.get("min_lr", 0.0))
         raise UserInputError(f"unknown scheduler {name!r}")
 
     # -- stepping -------------------------------------------------------------------------
@@ -98,6 +137,16 @@ class LRSchedule:
         if self.warmup_steps and self.name not in PER_STEP:
             for group, base in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = base / (self.warmup_steps + 1)
+
+    def momentum_note(self) -> str:
+        """What onecycle does with the momentum, in words (for details.txt); "" for other schedules."""
+        if self.momentum_cycled is None:
+            return ""
+        if self.momentum_cycled:
+            group = self.optimizer.param_groups[0]
+            return (f"momentum (or beta1) cycled from {group['max_momentum']:g} down to "
+                    f"{group['base_momentum']:g} and back, against the LR")
+        return "momentum not cycled (the optimizer has no momentum or beta1, or cycle_momentum is off)"
 
     @property
     def lr(self) -> float:

@@ -14,6 +14,9 @@ registering the datasets requires) should not pay for them.
 
 from __future__ import annotations
 
+import gzip
+import os
+import shutil
 import socket
 import tarfile
 import zlib
@@ -156,8 +159,41 @@ def _short_reason(error: BaseException) -> str:
     return reason if len(reason) <= 120 else reason[:117] + "..."
 
 
+# The four files of MNIST as Yann LeCun's site publishes them (torchvision reads them unpacked).
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def unpack_mnist_archives(root: Path) -> None:
+    """Gunzip MNIST's .gz files into root/MNIST/raw where only the archives are there.
+
+    torchvision reads the unpacked files and, with downloads off, does not look at the .gz
+    ones; a gunzip is not a download. The archives are looked for in MNIST/raw (where
+    torchvision puts them), MNIST/ and mnist/.
+    """
+    raw = root / "MNIST" / "raw"
+    for name in MNIST_FILES:
+        target = raw / name
+        if target.is_file():
+            continue
+        archive = next((folder / f"{name}.gz" for folder in (raw, root / "MNIST", root / "mnist")
+                        if (folder / f"{name}.gz").is_file()), None)
+        if archive is None:
+            continue
+        raw.mkdir(parents=True, exist_ok=True)
+        partial = raw / f".{name}.{os.getpid()}.tmp"
+        try:
+            with gzip.open(archive, "rb") as source, open(partial, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+            os.replace(partial, target)  # never a half-unpacked file under the real name
+        except (OSError, EOFError, zlib.error) as error:
+            partial.unlink(missing_ok=True)
+            raise DatasetUnavailableError(f"dataset 'mnist': cannot unpack {archive} ({_short_reason(error)}); "
+                                          f"replace it, or use --dataset {OFFLINE_ALTERNATIVE} (offline)") from None
+
+
 def _open_cached_or_download(name: str, folder: Path, open_splits: Callable[[bool], Any],
-                             download: bool) -> Any:
+                             download: bool, looked_for: str = "") -> Any:
     """Call open_splits(download=False); when the files are missing, download if allowed.
 
     Either way a dataset that cannot be had ends in one DatasetUnavailableError sentence
@@ -170,8 +206,8 @@ def _open_cached_or_download(name: str, folder: Path, open_splits: Callable[[boo
     instead = f"or use --dataset {OFFLINE_ALTERNATIVE} (offline)"
     if not download:
         raise DatasetUnavailableError(
-            f"dataset {name!r} is not cached in {folder} and downloading is off (download=False); "
-            f"run once with network access and downloading on, {instead}")
+            f"dataset {name!r} is not cached in {folder}{looked_for} and downloading is off "
+            f"(download=False); run once with network access and downloading on, {instead}")
     try:
         with _socket_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
             return open_splits(True)
@@ -200,6 +236,9 @@ def build_mnist(*, data_dir: Path, max_samples: int | None = None, seed: int = 0
                 download: bool = True, **dataset_kwargs: Any) -> DataBundle:
     """MNIST from `data_dir`/MNIST/raw (downloaded there when missing and `download` is true).
 
+    The four IDX files may also be there (or in MNIST/ or mnist/) only as the published
+    .gz archives: they are unpacked without a download (unpack_mnist_archives).
+
     Validation is a fixed 10% of the official training split; test is the official test split.
     Training images get RandomRotation(10); all are normalized with (0.1307,)/(0.3081,).
     `seed` is unused: splits are fixed by SPLIT_SEED.
@@ -214,7 +253,9 @@ def build_mnist(*, data_dir: Path, max_samples: int | None = None, seed: int = 0
         return (datasets.MNIST(root, train=True, download=allow_download),
                 datasets.MNIST(root, train=False, download=allow_download))
 
-    base, test = _open_cached_or_download("mnist", root / "MNIST" / "raw", open_splits, download)
+    unpack_mnist_archives(root)
+    looked_for = f" (looked for {', '.join(MNIST_FILES)}, each also as .gz)"
+    base, test = _open_cached_or_download("mnist", root / "MNIST" / "raw", open_splits, download, looked_for)
     to_tensor = [transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]
     train_transform = transforms.Compose([transforms.RandomRotation(10), *to_tensor])
     eval_transform = transforms.Compose(to_tensor)

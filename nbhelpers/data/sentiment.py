@@ -24,9 +24,15 @@ Where the real datasets are looked for (`data_dir` is --data-dir, default ~/.cac
     <data_dir>/imdb/train.parquet        stanfordnlp/imdb, columns `text` and `label`
     <data_dir>/imdb/test.parquet
 
-(a `text` or `sentence` column is accepted in either; labels 0 negative, 1 positive). When those
-files are missing and downloading is allowed, the builder downloads the dataset with
-`datasets.load_dataset(..., cache_dir=<data_dir>/huggingface)` and writes the files above, so
+(a `text` or `sentence` column is accepted in either; labels 0 negative, 1 positive). A
+snapshot of the hub repository in that folder is read too (`huggingface-cli download
+stanfordnlp/sst2 --repo-type dataset --local-dir <data_dir>/sst2` gives
+`data/train-00000-of-00001.parquet`; imdb's is `plain_text/train-00000-of-00001.parquet`).
+Then, still without a network, the Hugging Face caches: the hub cache ($HF_HUB_CACHE or
+$HF_HOME/hub) and what `datasets` prepared in <data_dir>/huggingface or $HF_DATASETS_CACHE
+(nbhelpers/data/hf_files.py says where exactly). Only when all of these are missing and
+downloading is allowed does the builder download the dataset with
+`datasets.load_dataset(..., cache_dir=<data_dir>/huggingface)` and write the files above, so
 later runs need no network. SST-2's official test split has no labels: its validation split
 (872 sentences) serves as our test split and a fixed 10% of its training split as validation.
 IMDB's test split (25,000 reviews) is our test split and a fixed 10% of its training split our
@@ -38,15 +44,14 @@ from __future__ import annotations
 import os
 import random
 import re
-import socket
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
-from urllib.parse import urlparse
 
 import torch
 from torch.utils.data import Dataset
 
+from nbhelpers.data import hf_files
 from nbhelpers.data.base import SPLIT_SEED, DataBundle, cap, fixed_split
 from nbhelpers.errors import DatasetUnavailableError, UserInputError
 from nbhelpers.registry import DATASETS
@@ -388,56 +393,43 @@ def build_lexicon_sentiment(*, data_dir: Path | None = None, max_samples: int | 
 # sst2 and imdb: local parquet files, else Hugging Face datasets
 # --------------------------------------------------------------------------------------------
 
-_OFFLINE_ENV = ("NBHELPERS_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-_PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-
-
 def hub_unreachable_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
-    """None when the Hugging Face hub looks reachable, else a short reason why not.
-
-    Offline mode (NBHELPERS_OFFLINE, HF_HUB_OFFLINE and friends) counts as unreachable.
-    Otherwise one TCP connection to the hub's host must open within `timeout` seconds; behind
-    a proxy the check is left to the download itself, which goes through the proxy.
-    """
-    for name in _OFFLINE_ENV:
-        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
-            return f"{name} is set"
-    if any(os.environ.get(name) for name in _PROXY_ENV):
-        return None
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as error:
-        return f"cannot reach {host}: {error.strerror or type(error).__name__}"
-    return None
+    """None when the Hugging Face hub looks reachable, else a short reason why not (see hf_files)."""
+    return hf_files.hub_unreachable_reason(timeout)
 
 
 class _HubSource:
     """Where one real dataset comes from and which official splits it needs."""
 
-    def __init__(self, name: str, hub_path: str, splits: tuple[str, ...]):
-        self.name, self.hub_path, self.splits = name, hub_path, splits
+    def __init__(self, name: str, hub_path: str, splits: tuple[str, ...], config: str | None = None,
+                 repo_ids: tuple[str, ...] = ()):
+        self.name, self.hub_path, self.splits, self.config = name, hub_path, splits, config
+        self.repo_ids = (hub_path, *repo_ids)  # names the hub cache may know it by
 
 
 _SOURCES = {
-    "sst2": _HubSource("sst2", "stanfordnlp/sst2", ("train", "validation")),
-    "imdb": _HubSource("imdb", "stanfordnlp/imdb", ("train", "test")),
+    "sst2": _HubSource("sst2", "stanfordnlp/sst2", ("train", "validation"), repo_ids=("glue",)),
+    "imdb": _HubSource("imdb", "stanfordnlp/imdb", ("train", "test"), config="plain_text"),
 }
 
 
-def _read_parquet(path: Path) -> TextDataset:
-    """A TextDataset from a parquet file with a `text` (or `sentence`) and a `label` column."""
-    import pyarrow.parquet as pq  # comes with datasets; only real datasets need it
+def _read_parquet(path: Path | list[Path]) -> TextDataset:
+    """A TextDataset from parquet file(s) with a `text` (or `sentence`) and a `label` column."""
+    files = path if isinstance(path, list) else [path]
+    path = files[0] if len(files) == 1 else files[0].parent
+    table = hf_files.read_parquet(files)
+    return _text_dataset(path, table.column_names, lambda c: table.column(c).to_pylist())
 
-    table = pq.read_table(path)
-    column = next((c for c in ("text", "sentence") if c in table.column_names), None)
-    if column is None or "label" not in table.column_names:
+
+def _text_dataset(path: Any, columns: Sequence[str], column_values) -> TextDataset:
+    """A TextDataset from a table-like source: `column_values(name)` gives a column's values."""
+    table_columns = list(columns)
+    column = next((c for c in ("text", "sentence") if c in table_columns), None)
+    if column is None or "label" not in table_columns:
         raise UserInputError(f"{path} needs a 'text' (or 'sentence') and a 'label' column; "
-                             f"it has {', '.join(table.column_names)}")
-    texts = [str(t) for t in table.column(column).to_pylist()]
-    labels = table.column("label").to_pylist()
+                             f"it has {', '.join(table_columns)}")
+    texts = [str(t) for t in column_values(column)]
+    labels = column_values("label")
     bad = sorted({label for label in labels if label not in (0, 1)}, key=str)
     if bad:
         raise UserInputError(f"{path}: labels must be 0 (negative) or 1 (positive), found {bad[:5]}")
@@ -482,22 +474,38 @@ def _download(source: _HubSource, folder: Path, data_dir: Path) -> None:
 
 
 def _official_splits(name: str, data_dir: Path | None, download: bool) -> dict[str, TextDataset]:
-    """The official splits of sst2/imdb from the local layout, downloading them if allowed."""
+    """The official splits of sst2/imdb: local files, a snapshot, the caches, else a download."""
     from nbhelpers.data.base import default_data_dir
 
     source = _SOURCES[name]
     data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     folder = data_dir / name
-    files = [folder / f"{split}.parquet" for split in source.splits]
-    if not all(path.exists() for path in files):
-        if not download:
-            raise DatasetUnavailableError(
-                f"dataset {name!r} is not in {folder} (looked for "
-                f"{' and '.join(p.name for p in files)}) and downloading is off (download=False); "
-                f"run once with network access and downloading on, or use --dataset "
-                f"{OFFLINE_ALTERNATIVE} (offline)")
-        _download(source, folder, data_dir)
-    return {split: _read_parquet(path) for split, path in zip(source.splits, files)}
+    found = _find_without_network(source, folder, data_dir)
+    if found is not None:
+        return found
+    if not download:
+        looked = hf_files.describe_layouts(source.splits, source.config or "<config>")
+        caches = ", ".join(str(p) for p in [hf_files.hub_cache_dir(), *hf_files.datasets_cache_dirs(data_dir)])
+        raise DatasetUnavailableError(
+            f"dataset {name!r} is not in {folder} (looked for {looked}) nor in the Hugging Face "
+            f"caches {caches}, and downloading is off (download=False); run once with network "
+            f"access and downloading on, or use --dataset {OFFLINE_ALTERNATIVE} (offline)")
+    _download(source, folder, data_dir)
+    return {split: _read_parquet(folder / f"{split}.parquet") for split in source.splits}
+
+
+def _find_without_network(source: _HubSource, folder: Path, data_dir: Path) -> dict[str, TextDataset] | None:
+    """The splits from the local layout, a hub snapshot there, the hub cache or the datasets cache."""
+    files = (hf_files.find_split_files(folder, source.splits, source.config)
+             or hf_files.find_in_hub_cache(source.repo_ids, source.splits, source.config))
+    if files is not None:
+        return {split: _read_parquet(files[split]) for split in source.splits}
+    cached = hf_files.load_cached(source.hub_path, source.config, hf_files.datasets_cache_dirs(data_dir))
+    if cached is not None and all(split in cached for split in source.splits):
+        return {split: _text_dataset(f"{source.hub_path} ({split}, Hugging Face cache)",
+                                     cached[split].column_names, lambda c, part=cached[split]: part[c])
+                for split in source.splits}
+    return None
 
 
 def _hold_out_validation(train: TextDataset) -> tuple[TextDataset, TextDataset]:

@@ -16,11 +16,19 @@ Real datasets (Hugging Face `datasets`), looked for in this order:
    - `train.parquet`, `validation.parquet`, `test.parquet` with the text column
      (`text` for wikitext2, `sentence` for ptb_text_only),
    - `train.txt`, `validation.txt` (or `valid.txt`), `test.txt`: one line of text per line,
+   - the files as their authors publish them: Mikolov's `ptb.train.txt`, `ptb.valid.txt`,
+     `ptb.test.txt` (also in `simple-examples/data/`), WikiText's `wiki.train.raw`,
+     `wiki.valid.raw`, `wiki.test.raw` (also in `wikitext-2-raw/`),
+   - a snapshot of the hub repository (`data/train-00000-of-00001.parquet`,
+     `wikitext-2-raw-v1/train-00000-of-00001.parquet`, `penn_treebank/train/0000.parquet`),
    - a folder written by `DatasetDict.save_to_disk` (it holds `dataset_dict.json`);
-2. the Hugging Face cache in `<data_dir>/huggingface/`, read in offline mode;
-3. a download from the Hugging Face hub into that cache, when `download` is true and the hub
-   answers within a few seconds.
-Otherwise one DatasetUnavailableError sentence names the dataset, the folder and grammar_lm.
+2. the Hugging Face caches, read offline: the hub cache ($HF_HUB_CACHE or $HF_HOME/hub),
+   then what `datasets` prepared in `<data_dir>/huggingface/` or $HF_DATASETS_CACHE
+   (nbhelpers/data/hf_files.py);
+3. a download from the Hugging Face hub into `<data_dir>/huggingface/`, when `download` is
+   true and the hub answers within a few seconds.
+Otherwise one DatasetUnavailableError sentence names the dataset, the folder, the files looked
+for and grammar_lm.
 
 `grammar_lm` samples a toy English from a fixed second-order word process (see
 nbhelpers/data/lm_grammar.py): train, validation and test are drawn independently with fixed
@@ -33,19 +41,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import socket
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
-from urllib.parse import urlparse
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nbhelpers.data import hf_files
 from nbhelpers.data.base import DataBundle, cap
 from nbhelpers.data.lm_grammar import EOS, UNK, toy_english
 from nbhelpers.errors import DatasetUnavailableError, UserInputError
@@ -263,13 +269,27 @@ class HubDataset:
     config: str | None
     column: str
     title: str
+    original: str = ""                      # the authors' file names, "{split}" for train/valid/test
+    original_folders: tuple[str, ...] = ()  # where their archive puts those files
+    repo_ids: tuple[str, ...] = ()          # other names the hub cache may hold the repository under
+    snapshot_config: str | None = None      # the config folder of the hub's parquet files
+
+    @property
+    def cache_repos(self) -> tuple[str, ...]:
+        return (self.path, *self.repo_ids)
 
 
-WIKITEXT2 = HubDataset("wikitext2", "wikitext", "wikitext-2-raw-v1", "text", "WikiText-2 (raw)")
-PTB = HubDataset("ptb_text_only", "ptb_text_only", None, "sentence", "Penn Treebank (text only)")
+WIKITEXT2 = HubDataset("wikitext2", "wikitext", "wikitext-2-raw-v1", "text", "WikiText-2 (raw)",
+                       original="wiki.{split}.raw", original_folders=("wikitext-2-raw",),
+                       repo_ids=("Salesforce/wikitext",), snapshot_config="wikitext-2-raw-v1")
+PTB = HubDataset("ptb_text_only", "ptb_text_only", None, "sentence", "Penn Treebank (text only)",
+                 original="ptb.{split}.txt", original_folders=("simple-examples/data", "data"),
+                 repo_ids=("ptb-text-only/ptb_text_only",), snapshot_config="penn_treebank")
+# The authors' names for the splits (Mikolov's and WikiText's archives say "valid").
+ORIGINAL_SPLIT_NAMES = {"train": "train", "validation": "valid", "test": "test"}
 
 
-def _read_local(folder: Path, column: str) -> dict[str, list[str]] | None:
+def _read_local(folder: Path, column: str, spec: HubDataset | None = None) -> dict[str, list[str]] | None:
     """The three splits from a local copy in `folder` (see the module docstring), or None."""
     if (folder / "dataset_dict.json").is_file():
         from datasets import load_from_disk
@@ -279,6 +299,15 @@ def _read_local(folder: Path, column: str) -> dict[str, list[str]] | None:
         files = {split: _split_file(folder, split, suffix) for split in SPLITS}
         if all(path is not None for path in files.values()):
             return {split: _read_lines(path, column) for split, path in files.items()}
+    if spec is not None and spec.original:
+        for where in (folder, *(folder / sub for sub in spec.original_folders)):
+            files = {split: where / spec.original.format(split=ORIGINAL_SPLIT_NAMES[split]) for split in SPLITS}
+            if all(path.is_file() for path in files.values()):
+                return {split: path.read_text(encoding="utf-8").splitlines() for split, path in files.items()}
+    snapshot = hf_files.find_split_files(folder, SPLITS, spec.snapshot_config if spec else None)
+    if snapshot is not None:
+        return {split: _column_lines(hf_files.read_parquet(snapshot[split]), column, folder)
+                for split in SPLITS}
     return None
 
 
@@ -300,44 +329,25 @@ def _split_file(folder: Path, split: str, suffix: str) -> Path | None:
 def _read_lines(path: Path, column: str) -> list[str]:
     if path.suffix == ".txt":
         return path.read_text(encoding="utf-8").splitlines()
-    import pyarrow.parquet as pq  # ships with `datasets`
-    table = pq.read_table(path)
+    return _column_lines(hf_files.read_parquet([path]), column, path)
+
+
+def _column_lines(table: Any, column: str, where: Path) -> list[str]:
     if column not in table.column_names:
-        raise UserInputError(f"{path} has no {column!r} column (it has {', '.join(table.column_names)})")
+        raise UserInputError(f"{where} has no {column!r} column (it has {', '.join(table.column_names)})")
     return [text or "" for text in table.column(column).to_pylist()]
 
 
-@contextlib.contextmanager
-def _hub_offline() -> Iterator[None]:
-    """Make `datasets` read only its cache (it reads HF_HUB_OFFLINE once, at import)."""
-    import datasets.config
-    import huggingface_hub.constants as hub_constants
-    saved = datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
-
-
 def hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> bool:
-    """Whether the Hugging Face hub accepts a TCP connection within `timeout` seconds."""
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """Whether the Hugging Face hub accepts a TCP connection within `timeout` seconds (offline mode: no)."""
+    return hf_files.hub_unreachable_reason(timeout) is None
 
 
 def _load_hub(spec: HubDataset, cache: Path, *, online: bool) -> dict[str, list[str]] | None:
     """The three splits through datasets.load_dataset into `cache`; None if that fails."""
     import datasets
     datasets.logging.set_verbosity_error()  # its "using the latest cached version" warnings
-    guard = contextlib.nullcontext() if online else _hub_offline()
+    guard = contextlib.nullcontext() if online else hf_files.offline()
     try:
         with guard:
             splits = datasets.load_dataset(spec.path, spec.config, cache_dir=str(cache))
@@ -346,19 +356,36 @@ def _load_hub(spec: HubDataset, cache: Path, *, online: bool) -> dict[str, list[
     return {split: list(splits[_split_name(splits, split, cache)][spec.column]) for split in SPLITS}
 
 
+def _from_caches(spec: HubDataset, root: Path) -> dict[str, list[str]] | None:
+    """The splits from the hub cache's snapshots or a cache `datasets` prepared, offline."""
+    files = hf_files.find_in_hub_cache(spec.cache_repos, SPLITS, spec.snapshot_config)
+    if files is not None:
+        return {split: _column_lines(hf_files.read_parquet(files[split]), spec.column, files[split][0].parent)
+                for split in SPLITS}
+    for cache in hf_files.datasets_cache_dirs(root):
+        if cache.is_dir():
+            cached = _load_hub(spec, cache, online=False)
+            if cached is not None:
+                return cached
+    return None
+
+
 def load_text_splits(spec: HubDataset, data_dir: Path, download: bool) -> dict[str, list[str]]:
-    """The lines of train/validation/test, from a local copy, the cache or the hub, in that order."""
+    """The lines of train/validation/test, from a local copy, the caches or the hub, in that order."""
     root = Path(data_dir).expanduser()
     folder, cache = root / spec.name, root / "huggingface"
-    local = _read_local(folder, spec.column)
+    local = _read_local(folder, spec.column, spec)
     if local is not None:
         return local
-    cached = _load_hub(spec, cache, online=False)
+    cached = _from_caches(spec, root)
     if cached is not None:
         return cached
     instead = f"or use --dataset {OFFLINE_ALTERNATIVE} (offline)"
-    where = (f"not in {folder} (train/validation/test .parquet or .txt, or a save_to_disk folder) "
-             f"nor in the Hugging Face cache {cache}")
+    original = ", ".join(spec.original.format(split=ORIGINAL_SPLIT_NAMES[s]) for s in SPLITS) if spec.original else ""
+    looked = (f"{hf_files.describe_layouts(SPLITS, spec.snapshot_config)}, train/validation/test .txt"
+              f"{', ' + original if original else ''}, or a save_to_disk folder")
+    caches = ", ".join(str(p) for p in [hf_files.hub_cache_dir(), *hf_files.datasets_cache_dirs(root)])
+    where = f"not in {folder} (looked for {looked}) nor in the Hugging Face caches {caches}"
     if not download:
         raise DatasetUnavailableError(
             f"dataset {spec.name!r} is {where}, and downloading is off; put a copy there, {instead}")
@@ -402,6 +429,7 @@ def build_wikitext2(*, data_dir: Path | None = None, max_samples: int | None = N
 
 
 @DATASETS.register("ptb_text_only", description="Penn Treebank text (Hugging Face), word level, 10k vocabulary",
+                   aliases=("ptb_text_only_hf",),  # the name seed 001's commands use
                    task=TASK, offline=False)
 def build_ptb_text_only(*, data_dir: Path | None = None, max_samples: int | None = None, seed: int = 0,
                         download: bool = True, **dataset_kwargs: Any) -> DataBundle:

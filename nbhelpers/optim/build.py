@@ -19,6 +19,13 @@ from nbhelpers.optim.table import OptimizerSpec, default_sam_base, get_spec
 # --lr-policy fixed: every optimizer gets this LR unless --lr or an override says otherwise.
 FIXED_POLICY_LR = 1e-3
 
+# optimizer_kwargs that build_optimizer() reads itself instead of passing them on:
+#   decay_all_parameters: true   weight decay on every parameter, biases and norm gains too,
+#                                as the ResNet/VGG/EfficientNet/ViT papers trained (their code
+#                                passed model.parameters() to the optimizer). LARS and LAMB
+#                                still leave ndim < 2 tensors alone: their trust ratio needs it.
+BUILD_OPTIONS: dict[str, Any] = {"decay_all_parameters": bool}
+
 
 @dataclass(frozen=True)
 class OptimizerChoice:
@@ -30,6 +37,7 @@ class OptimizerChoice:
     decay_style: str
     kwargs: dict[str, Any]
     base: str | None = None  # SAM/GSAM's base optimizer
+    decay_all_parameters: bool = False  # True: biases and norm gains are decayed too
 
 
 def parse_lr_overrides(text: str | dict | None) -> dict[str, float]:
@@ -82,10 +90,16 @@ def resolve_lr(spec: OptimizerSpec, *, task: str | None, lr: float | None, lr_po
     return spec.lr_for(task_family(task)) if lr_policy == "per_opt" else FIXED_POLICY_LR
 
 
-def param_groups(model: nn.Module | Iterable[torch.Tensor], weight_decay: float) -> list[dict]:
-    """Two groups: tensors with ndim >= 2 get `weight_decay`, the rest (biases, norms) none."""
+def param_groups(model: nn.Module | Iterable[torch.Tensor], weight_decay: float, *,
+                 decay_all: bool = False) -> list[dict]:
+    """Two groups: tensors with ndim >= 2 get `weight_decay`, the rest (biases, norms) none.
+
+    decay_all: one group, every tensor decayed (the papers' set-up).
+    """
     params = model.parameters() if isinstance(model, nn.Module) else model
     params = [p for p in params if p.requires_grad]
+    if decay_all:
+        return [{"params": params, "weight_decay": weight_decay}] if params else []
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay},
@@ -109,7 +123,8 @@ def make_optimizer(name: str, model: nn.Module | Iterable[torch.Tensor], *, lr: 
         raise UserInputError(f"the learning rate must not be negative, got {lr}")
     if weight_decay < 0:
         raise UserInputError(f"the weight decay must not be negative, got {weight_decay}")
-    groups = param_groups(model, weight_decay)
+    decay_all = bool(kwargs.pop("decay_all_parameters", False))
+    groups = param_groups(model, weight_decay, decay_all=decay_all)
     options = {**spec.kwargs, **kwargs}
     base_name = None
     if spec.needs_closure:
@@ -120,7 +135,7 @@ def make_optimizer(name: str, model: nn.Module | Iterable[torch.Tensor], *, lr: 
                                            lr=lr, **options)
     else:
         optimizer = spec.optimizer_class()(groups, lr=lr, **options)
-    choice = OptimizerChoice(spec.name, lr, weight_decay, spec.decay_style, options, base_name)
+    choice = OptimizerChoice(spec.name, lr, weight_decay, spec.decay_style, options, base_name, decay_all)
     return optimizer, choice
 
 

@@ -8,17 +8,35 @@ scripts and no CDN, so the report folder can be zipped or served as is.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
-from nbconvert.preprocessors import TagRemovePreprocessor
+from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
 
 # Cell tags honoured in exported notebooks (the Jupyter Book / nbconvert names).
 REMOVE_CELL = "remove-cell"
 REMOVE_INPUT = "remove-input"
 REMOVE_OUTPUT = "remove-output"
+
+
+# A "<" that an HTML parser would take for the start of a tag.
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+class EscapeMarkdownOutputs(Preprocessor):
+    """Markdown that a cell *printed* (captions built from run ids and grid values) may not
+    carry live HTML: a tag in it is shown as text. Markdown cells written by the notebook's
+    author and text/html outputs (the results table escapes its own cells) are left alone."""
+
+    def preprocess_cell(self, cell, resources, index):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/markdown" in data:
+                data["text/markdown"] = _TAG_START.sub("&lt;", data["text/markdown"])
+        return cell, resources
 
 
 def notebook_to_html(notebook: str | Path | nbformat.NotebookNode, *, title: str | None = None) -> str:
@@ -41,6 +59,7 @@ def notebook_to_html(notebook: str | Path | nbformat.NotebookNode, *, title: str
         ),
         enabled=True,
     )
+    exporter.register_preprocessor(EscapeMarkdownOutputs(), enabled=True)
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title or "notebook"}})
     return body
 

@@ -41,16 +41,41 @@ class Plan:
         return self.configs[0].task
 
 
-def parse_optimizers(value: Any) -> list[str]:
+def parse_optimizers(value: Any, *, source: str = "--optimizers") -> list[str]:
+    """Canonical optimizer names from "adam,sgd", a list, or "all"; None gives [].
+
+    A value that names no optimizer at all ("" or []) is a mistake, not "use the default".
+    """
     from nbhelpers.optim import all_names, get_spec
     if value is None:
         return []
+    if not isinstance(value, (str, list, tuple)):
+        raise UserInputError(f"{source}: optimizers must be a name, a comma-separated list or a list, "
+                             f"got {value!r}")
     names = value if isinstance(value, (list, tuple)) else str(value).split(",")
     names = [str(n).strip() for n in names if str(n).strip()]
+    if not names:
+        raise UserInputError(f"{source}: no optimizer named (give names such as adam,sgd or 'all')")
     if any(n.lower() == "all" for n in names):
         return all_names()
     canonical = [get_spec(n).name for n in names]
     return list(dict.fromkeys(canonical))  # keep order, drop repeats
+
+
+def _seed_count(value: Any, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserInputError(f"{source}: 'seeds' is how many seeds to run (0, 1, ... N-1), a whole "
+                             f"number >= 1, got {value!r}")
+    return value
+
+
+def _experiments(value: Any, source: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(e, Mapping) for e in value):
+        raise UserInputError(f"{source}: 'experiments' must be a list of runs, each a mapping of "
+                             f"settings such as {{optimizer: adam, layers: 2}}, got {value!r}")
+    if not value:
+        raise UserInputError(f"{source}: 'experiments' lists no runs")
+    return [dict(e) for e in value]
 
 
 def apply_setting(values: dict[str, Any], key: str, value: Any, *, source: str) -> None:
@@ -87,6 +112,9 @@ def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> P
             apply_setting(settings, key, value, source=source)
     cli = dict(overrides)
     cli_optimizers = parse_optimizers(cli.pop("optimizers", None))
+    for key in ("optimizers", "seeds", "experiments", "grid"):
+        if key in file_values and file_values[key] is None:
+            raise UserInputError(f"{source}: '{key}' is empty; give it a value or remove the line")
     cli_seeds = cli.pop("seeds", None)
     cli_seed = cli.get("seed")
     for key, value in cli.items():
@@ -96,18 +124,17 @@ def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> P
         seeds = list(range(cli_seeds))
     elif cli_seed is not None:
         seeds = [cli_seed]
-    elif file_values.get("seeds"):
-        seeds = list(range(int(file_values["seeds"])))
+    elif "seeds" in file_values:
+        seeds = list(range(_seed_count(file_values["seeds"], source)))
     else:
         seeds = [settings.get("seed", 0)]
 
-    experiments = file_values.get("experiments")
-    if experiments:
-        points = [dict(e) for e in experiments]
+    if "experiments" in file_values:
+        points = _experiments(file_values["experiments"], source)
         if cli_optimizers:
             points = [p for p in points if parse_optimizers(p.get("optimizer", "adamw"))[0] in cli_optimizers]
     else:
-        optimizers = cli_optimizers or parse_optimizers(file_values.get("optimizers")) or [
+        optimizers = cli_optimizers or parse_optimizers(file_values.get("optimizers"), source=source) or [
             settings.get("optimizer", "adamw")]
         points = [{"optimizer": opt, **point} for opt in optimizers
                   for point in _grid_points(file_values.get("grid"), source)]

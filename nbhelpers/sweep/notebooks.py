@@ -69,13 +69,22 @@ def execute_run(cfg: RunConfig, output_notebook: Path, *, threads: int | None = 
     """
     import papermill
 
-    if threads:
-        # The kernel inherits the environment: keep parallel runs from oversubscribing cores.
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        os.environ["MKL_NUM_THREADS"] = str(threads)
     notebook = notebook_for(cfg.task)
     parameters = run_parameters(cfg, notebook)
     output_notebook = Path(output_notebook).resolve()
     output_notebook.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(read_notebook(notebook), str(output_notebook), parameters=parameters,
-                               kernel_name="python3", progress_bar=False, start_timeout=START_TIMEOUT_S)
+    # The kernel inherits the environment: keep parallel runs from oversubscribing cores
+    # (set only around the kernel's start, so the sweep process itself is left as it was).
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    if threads:
+        os.environ.update({name: str(threads) for name in names})
+    try:
+        papermill.execute_notebook(read_notebook(notebook), str(output_notebook), parameters=parameters,
+                                   kernel_name="python3", progress_bar=False, start_timeout=START_TIMEOUT_S)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

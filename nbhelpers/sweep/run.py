@@ -3,11 +3,16 @@
 A failed run is recorded (its notebook keeps the error, its summary.json says `failed`)
 and the sweep goes on. --resume skips finished runs and lets interrupted ones continue
 from last.pt. sweep.json in the sweep folder lists every run and how it ended.
+
+Before anything is written the sweep takes the folder's lock (sweep/lock.py) and runs the
+preflight checks (sweep/preflight.py). Worker processes watch their parent: when the sweep
+is killed they stop too, instead of working through the runs still queued.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -17,8 +22,13 @@ from pathlib import Path
 from nbhelpers.config import RunConfig
 from nbhelpers.errors import UserInputError
 from nbhelpers.sweep.expand import Plan
+from nbhelpers.sweep.lock import FolderLock
+from nbhelpers.sweep.preflight import preflight
 from nbhelpers.training.experiment import ensure_writable
-from nbhelpers.training.rundir import RunDir, read_json, write_json
+from nbhelpers.training.rundir import RunDir, clean_temporary, read_json, write_json
+
+# How often a worker checks that the sweep that started it is still alive.
+PARENT_POLL_S = 0.5
 
 
 @dataclass
@@ -31,6 +41,11 @@ class SweepOutcome:
     @property
     def failed(self) -> int:
         return sum(1 for s in self.statuses.values() if s == "failed")
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every run ended (completed, early_stopped or diverged), 1 when one failed."""
+        return 1 if self.failed else 0
 
     def describe(self) -> str:
         counts: dict[str, int] = {}
@@ -46,23 +61,48 @@ def _one_run(cfg: RunConfig, threads: int | None) -> tuple[str, str, str | None]
     """Execute one run's notebook; returns (run_id, status, error). Runs in a worker process."""
     from nbhelpers.sweep.notebooks import execute_run
     notebook_out = Path(cfg.output_dir) / "notebooks" / f"{cfg.run_id}.ipynb"
+    run = RunDir(cfg.run_dir)
+    # What an earlier attempt left must not be read as this attempt's outcome: a fresh start
+    # clears the folder, a resume keeps last.pt and the history but not the old status.
+    if cfg.resume:
+        run.summary.unlink(missing_ok=True)
+    else:
+        run.clear_results()
     error = None
     try:
         execute_run(cfg, notebook_out, threads=threads)
     except Exception as err:  # PapermillExecutionError, DeadKernelError, ...
         error = _one_line(err)
-    run = RunDir(cfg.run_dir)
     summary = read_json(run.summary)
     if summary is None or summary.get("status") in (None, "running"):
         # The kernel died before the notebook could write its summary: record it here.
-        summary = {"run_id": cfg.run_id, "task": cfg.task, "dataset": cfg.dataset, "model": cfg.model,
-                   "optimizer": cfg.optimizer, "seed": cfg.seed, "grid": dict(cfg.grid),
-                   "status": "failed", "error": error or "the notebook ended without a summary"}
-        write_json(run.summary, summary)
+        summary = _failed_summary(cfg, error or "the notebook ended without a summary")
     status = summary["status"]
     if status == "failed" and error is None:
         error = summary.get("error")
     return cfg.run_id, status, error
+
+
+def _failed_summary(cfg: RunConfig, error: str) -> dict:
+    summary = {"run_id": cfg.run_id, "task": cfg.task, "dataset": cfg.dataset, "model": cfg.model,
+               "optimizer": cfg.optimizer, "seed": cfg.seed, "grid": dict(cfg.grid),
+               "experiment": cfg.experiment, "status": "failed", "error": error}
+    write_json(RunDir(cfg.run_dir).summary, summary)
+    return summary
+
+
+def threads_per_run(workers: int) -> int:
+    """CPU threads for each of `workers` parallel runs: the cores shared out, never more than
+    an OMP_NUM_THREADS the user set. Recorded in config.json; a resumed run reuses its own."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    threads = max(1, cores // max(1, workers))
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        threads = min(threads, int(limit))
+    return threads
 
 
 def _one_line(err: BaseException) -> str:
@@ -71,9 +111,22 @@ def _one_line(err: BaseException) -> str:
     return f"{name}: {str(value).strip().splitlines()[0] if str(value).strip() else ''}"
 
 
-def run_sweep(plan: Plan, *, workers: int = 1, backend: str = "local") -> SweepOutcome:
-    """Execute every run of the plan; returns how each ended."""
+def run_sweep(plan: Plan, *, workers: int = 1, backend: str = "local", overwrite: bool = False) -> SweepOutcome:
+    """Execute every run of the plan; returns how each ended.
+
+    Raises UserInputError, with nothing written, when the plan cannot run (see preflight) or
+    another sweep holds the folder.
+    """
+    check_backend(backend)
     ensure_writable(plan.output_dir)
+    with FolderLock(plan.output_dir):
+        # A Ray cluster's devices are its workers', not this machine's.
+        preflight(plan, overwrite=overwrite, check_devices=backend == "local")
+        clean_temporary(plan.output_dir)
+        return _run_locked(plan, workers=workers, backend=backend)
+
+
+def _run_locked(plan: Plan, *, workers: int, backend: str) -> SweepOutcome:
     started = time.perf_counter()
     outcome = SweepOutcome(plan.output_dir)
     todo = []
@@ -83,12 +136,13 @@ def run_sweep(plan: Plan, *, workers: int = 1, backend: str = "local") -> SweepO
         else:
             todo.append(cfg)
     _write_manifest(plan, outcome, started)
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    # Always set, even for a single remaining run: the thread count changes CPU numerics.
+    threads = threads_per_run(workers)
     if backend == "ray":
         from nbhelpers.sweep.ray_backend import run_on_ray
         results = run_on_ray(todo, _one_run, threads=threads)
     elif workers == 1 or len(todo) <= 1:
-        results = (_one_run(cfg, None) for cfg in todo)
+        results = (_one_run(cfg, threads) for cfg in todo)
     else:
         results = _in_processes(todo, workers, threads)
     for run_id, status, error in results:
@@ -102,12 +156,43 @@ def run_sweep(plan: Plan, *, workers: int = 1, backend: str = "local") -> SweepO
     return outcome
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker (and so its kernel) when the sweep process is gone.
+
+    A killed sweep cannot tell its workers; without this they would work through the runs
+    already queued for them. The kernel notices its parent's end itself (ipykernel polls).
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="watch-sweep", daemon=True).start()
+
+
 def _in_processes(todo: list[RunConfig], workers: int, threads: int):
     # spawn, not fork: the parent may hold torch/OpenMP state that forking would corrupt.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_one_run, cfg, threads) for cfg in todo]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+    try:
+        futures = {pool.submit(_one_run, cfg, threads): cfg for cfg in todo}
         for future in as_completed(futures):
-            yield future.result()
+            cfg = futures[future]
+            try:
+                yield future.result()
+            except Exception as err:  # the worker itself died (out of memory, killed)
+                message = f"its worker process ended: {_one_line(err)}"
+                _failed_summary(cfg, message)
+                yield cfg.run_id, "failed", message
+    except BaseException:
+        # Ctrl-C or an error here: do not let the pool go on with the queued runs.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        raise
+    pool.shutdown(wait=True)
 
 
 def _write_manifest(plan: Plan, outcome: SweepOutcome, started: float) -> None:
@@ -119,5 +204,11 @@ def _write_manifest(plan: Plan, outcome: SweepOutcome, started: float) -> None:
 
 
 def check_backend(backend: str) -> None:
+    """An unknown backend, or Ray when Ray is not installed, is a UserInputError."""
     if backend not in ("local", "ray"):
         raise UserInputError(f"unknown backend {backend!r} (accepted: local, ray)")
+    if backend == "ray":
+        import importlib.util
+        if importlib.util.find_spec("ray") is None:
+            raise UserInputError("the ray backend needs Ray installed: pip install 'ray[default]' "
+                                 "(or use --backend local)")

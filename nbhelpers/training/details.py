@@ -20,6 +20,8 @@ def details_text(exp: Any, summary: dict[str, Any]) -> str:
     clip = f"global norm {cfg.max_grad_norm}" if cfg.max_grad_norm and cfg.max_grad_norm > 0 else "off"
     patience = cfg.early_stopping_patience if cfg.early_stopping_patience and cfg.early_stopping_patience > 0 else "off"
     base = f" (base optimizer {choice.base})" if choice and choice.base else ""
+    schedule = getattr(getattr(exp, "trainer", None), "schedule", None)
+    momentum_note = schedule.momentum_note() if schedule is not None else ""
     extra = ", ".join(f"{k}={v}" for k, v in (choice.kwargs.items() if choice else []))
     lines = [
         f"Run {cfg.run_id}",
@@ -36,9 +38,11 @@ def details_text(exp: Any, summary: dict[str, Any]) -> str:
         "",
         "Training policy",
         f"  optimizer {cfg.optimizer}{base}: lr {_fmt(choice.lr)} ({cfg.lr_policy} policy), "
-        f"weight decay {_fmt(choice.weight_decay)} ({choice.decay_style}, tensors with ndim >= 2 only)"
+        f"weight decay {_fmt(choice.weight_decay)} ({choice.decay_style}, "
+        f"{'all parameters' if choice.decay_all_parameters else 'tensors with ndim >= 2 only'})"
         + (f", {extra}" if extra else ""),
-        f"  schedule {cfg.scheduler}" + (f" after {cfg.warmup_epochs} warm-up epochs" if cfg.warmup_epochs else ""),
+        f"  schedule {cfg.scheduler}" + (f" after {cfg.warmup_epochs} warm-up epochs" if cfg.warmup_epochs else "")
+        + (f"; {momentum_note}" if momentum_note else ""),
         f"  epochs {cfg.epochs}, batch size {cfg.batch_size}, early-stopping patience {patience}",
         f"  gradient clipping {clip}, label smoothing {cfg.label_smoothing}, AMP {cfg.amp}",
         f"  seed {cfg.seed}, device {summary['device']}",

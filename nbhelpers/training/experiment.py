@@ -36,7 +36,8 @@ from nbhelpers.optim import build_optimizer, optimizer_state_bytes
 from nbhelpers.registry import DATASETS, MODELS, TASKS
 from nbhelpers.schedulers import build_scheduler
 from nbhelpers.training.details import details_text
-from nbhelpers.training.rundir import RunDir, read_json, read_jsonl, write_json, write_jsonl, write_text
+from nbhelpers.training.rundir import (RunDir, checkpoint_settings, describe_mismatch, load_checkpoint, read_json,
+                                      read_jsonl, settings_mismatch, write_json, write_jsonl, write_text)
 from nbhelpers.training.trainer import FitResult, Trainer
 
 
@@ -112,6 +113,7 @@ class Experiment:
         self.device = resolve_device(self.cfg.device)
         self.run = RunDir(self.cfg.run_dir)
         ensure_writable(self.run.path.parent)
+        self.run.clean_temporary()  # what a killed write left; this run is the folder's only writer
         seed_everything(self.cfg.seed)
         self.data: DataBundle | None = None
         self.model = None
@@ -153,9 +155,11 @@ class Experiment:
     def _loader(self, dataset, *, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
         cuda = self.device.type == "cuda"
         workers = self.cfg.num_workers
+        # No persistent workers: each epoch's workers are then seeded from the loader's generator
+        # (saved in last.pt), so a resumed run draws the same augmentations as an uninterrupted one.
         return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle,
                           generator=generator, num_workers=workers, pin_memory=cuda,
-                          persistent_workers=workers > 0, collate_fn=self.data.collate_fn,
+                          persistent_workers=False, collate_fn=self.data.collate_fn,
                           # a last batch of one sample breaks BatchNorm in training mode
                           drop_last=shuffle and len(dataset) > self.cfg.batch_size)
 
@@ -174,10 +178,18 @@ class Experiment:
                                target=cfg.target, run_dir=self.run, progress=cfg.progress,
                                loader_generator=self.loader_generator, eval_every=cfg.eval_every)
         if cfg.resume and self.run.last.exists():
-            state = torch.load(self.run.last, map_location=self.device, weights_only=False)
-            best = torch.load(self.run.best_model, map_location="cpu") if self.run.best_model.exists() else None
+            state = load_checkpoint(self.run.last, map_location=self.device)
+            check_resumable(self.run, state, cfg)
+            if state.get("threads"):
+                # The thread count changes low-order bits of CPU results: keep the first one.
+                torch.set_num_threads(int(state["threads"]))
+            best = load_checkpoint(self.run.best_model) if self.run.best_model.exists() else None
             self.trainer.load_state_dict(state, best)
             self.resumed_from_epoch = len(self.trainer.state.history)
+        else:
+            self.run.clear_results()  # a fresh start must not mix with an earlier attempt's files
+        self.trainer.checkpoint_extra = {"settings": checkpoint_settings(cfg.to_dict()),
+                                         "threads": torch.get_num_threads()}
         self._write_config(status="running")
         return self.trainer
 
@@ -186,6 +198,8 @@ class Experiment:
         if self.choice is not None:
             config.update(lr=self.choice.lr, weight_decay=self.choice.weight_decay)
             config["optimizer_kwargs"] = {k: v for k, v in self.choice.kwargs.items() if _jsonable(v)}
+            if self.choice.decay_all_parameters:
+                config["optimizer_kwargs"]["decay_all_parameters"] = True
         write_json(self.run.config, {"config": config, "environment": environment(self.device)})
         if status == "running":
             write_json(self.run.summary, {"run_id": self.cfg.run_id, "status": "running"})
@@ -210,8 +224,9 @@ class Experiment:
             self.examples["test"] = len(evaluation.records) or len(self.data.test)
         best_row = next((r for r in fit.history if r["epoch"] == fit.best_epoch), {})
         summary = self._summary(status=fit.status, error=fit.error, test=test, best_row=best_row)
-        write_json(self.run.summary, summary)
+        # details.txt first: a run whose summary says it ended always has its account.
         write_text(self.run.details, details_text(self, summary))
+        write_json(self.run.summary, summary)
         return summary
 
     def _summary(self, *, status: str, error: str | None, test: dict | None, best_row: dict) -> dict[str, Any]:
@@ -262,13 +277,24 @@ class Experiment:
                                         self.trainer.state.best_val, self.trainer.state.train_time_s)
         message = f"{type(err).__name__}: {err}".splitlines()[0]
         summary = self._summary(status="failed", error=message, test=None, best_row={})
-        write_json(self.run.summary, summary)
         write_text(self.run.details, f"Run {self.cfg.run_id} failed.\n\n{traceback.format_exc()}")
+        write_json(self.run.summary, summary)
         return summary
 
 
 def _above(peak: float | None, baseline: float | None) -> float | None:
     return None if peak is None or baseline is None else max(0.0, peak - baseline)
+
+
+def check_resumable(run: RunDir, state: dict[str, Any], cfg: RunConfig) -> None:
+    """Refuse to continue a last.pt that was written with other settings (UserInputError)."""
+    saved = state.get("settings")
+    differing = settings_mismatch(saved, cfg.to_dict())
+    if differing:
+        raise UserInputError(
+            f"cannot resume {run.path.name}: its last.pt was written with other settings: "
+            f"{describe_mismatch(saved, cfg.to_dict(), differing)}; use the settings it ran with, "
+            "or start it again without --resume (with --overwrite if it had finished)")
 
 
 def _jsonable(value: Any) -> bool:
@@ -283,7 +309,11 @@ def run_experiment(cfg: RunConfig) -> RunResult:
     """
     exp = Experiment(cfg)
     if cfg.resume and exp.run.is_finished():
+        if exp.run.last.exists():  # kept as it is only if it ran with these settings
+            check_resumable(exp.run, load_checkpoint(exp.run.last, mmap=True), exp.cfg)
         return RunResult(exp.run.path, read_json(exp.run.summary), read_jsonl(exp.run.history))
+    if not cfg.resume:
+        exp.run.clear_results()  # a new run: nothing of an earlier attempt may stand for it
     try:
         exp.load_data()
         exp.build_model()

@@ -113,7 +113,12 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    # NumPy's state goes in as a tensor and plain numbers, not as an ndarray: last.pt is read
+    # with torch.load(weights_only=True), whose default allow-list has no NumPy types.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     if generator is not None:
@@ -123,7 +128,11 @@ def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = (numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                       numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    np.random.set_state(numpy_state)
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -171,6 +180,8 @@ class Trainer:
         self._grad_norm_count = 0
         self._step_in_epoch = 0
         self._skip_step = False
+        # Saved in last.pt as it is: Experiment records the run's settings and thread count here.
+        self.checkpoint_extra: dict[str, Any] = {}
 
     # -- one step -------------------------------------------------------------------------
     def _autocast(self):
@@ -304,8 +315,9 @@ class Trainer:
     def _is_full_eval_epoch(self, epoch: int, epochs: int) -> bool:
         return epoch % self.eval_every == 0 or epoch == epochs
 
-    def _improved(self, value: float) -> bool:
-        if not math.isfinite(value):
+    def _improved(self, value: float, loss: float | None = None) -> bool:
+        # An epoch whose validation loss is NaN/inf is never the best, whatever its metric says.
+        if not math.isfinite(value) or (loss is not None and not math.isfinite(loss)):
             return False
         best = self.state.best_val
         if best is None:
@@ -350,7 +362,7 @@ class Trainer:
             # Loss-only epochs have no primary metric: they neither pick the best epoch nor
             # count towards early stopping's patience.
             value = val.get(self.primary, float("nan"))
-            if full and self._improved(value):
+            if full and self._improved(value, val.get("loss")):
                 self.state.best_val, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
                 self._best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
                 if self.run_dir is not None:
@@ -386,6 +398,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng_state(self.loader_generator),
             "progress": copy.deepcopy(self.state.__dict__),
+            **self.checkpoint_extra,
         }
 
     def load_state_dict(self, state: dict[str, Any], best_weights: dict[str, torch.Tensor] | None = None) -> None:
