@@ -11,3 +11,5 @@ from nbhelpers.models import images  # noqa: F401
 from nbhelpers.models import sentiment  # noqa: F401
 # gpt_small, gru_lm, lstm_lm
 from nbhelpers.models import language_models  # noqa: F401
+# lstm_seq2seq, transformer_seq2seq, tiny_transformer_seq2seq, bart_small
+from nbhelpers.models import seq2seq  # noqa: F401
