@@ -7,3 +7,4 @@ is in nbhelpers/data/base.py). Add a task family by adding its module's import b
 from nbhelpers.data import images  # noqa: F401  (digits, mnist, cifar10)
 from nbhelpers.data import sentiment  # noqa: F401  (sst2, imdb, lexicon_sentiment)
 from nbhelpers.data import text_generation  # noqa: F401  (wikitext2, ptb_text_only, grammar_lm)
+from nbhelpers.data import segmentation  # noqa: F401  (shapes, oxford_iiit_pet, ade20k)

@@ -11,3 +11,5 @@ from nbhelpers.models import images  # noqa: F401
 from nbhelpers.models import sentiment  # noqa: F401
 # gpt_small, gru_lm, lstm_lm
 from nbhelpers.models import language_models  # noqa: F401
+# unet, deeplabv3_resnet50
+from nbhelpers.models import segmentation  # noqa: F401
