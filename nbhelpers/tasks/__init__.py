@@ -3,6 +3,7 @@
 from nbhelpers.tasks import image_classification  # noqa: F401
 from nbhelpers.tasks import sentiment_analysis  # noqa: F401
 from nbhelpers.tasks import text_generation  # noqa: F401
+from nbhelpers.tasks import semantic_segmentation  # noqa: F401
 from nbhelpers.tasks.base import Task, TaskSpec
 
 __all__ = ["Task", "TaskSpec"]
