@@ -17,3 +17,5 @@ from nbhelpers.models import ner  # noqa: F401
 from nbhelpers.models import seq2seq  # noqa: F401
 # transformer_qa, bilstm_attention_qa
 from nbhelpers.models import qa  # noqa: F401
+# unet, deeplabv3_resnet50
+from nbhelpers.models import segmentation  # noqa: F401
