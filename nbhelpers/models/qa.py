@@ -1,0 +1,218 @@
+"""Extractive QA models: transformer_qa and bilstm_attention_qa.
+
+Each is registered in MODELS with task="question_answering" and built as
+
+    builder(info=bundle.info, **model_kwargs)
+
+where info comes from nbhelpers/data/qa.py (vocab_size, pad_id, max_context_len,
+max_question_len). Both read a batch's question and context windows separately and return
+`(start_logits, end_logits)`, each (batch, context positions): how likely the answer starts and
+ends at each position. Position 0 is the window's [NULL] slot ("the answer is not in this
+window"); positions outside `context_mask` (padding) get the lowest finite value of the dtype,
+so neither the loss nor decoding can pick them. model_kwargs are the knobs; an unknown knob is
+a UserInputError that lists the accepted ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from nbhelpers.errors import UserInputError
+from nbhelpers.registry import MODELS
+
+TASK = "question_answering"
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserInputError(message)
+
+
+def _build(name: str, model_class: type[nn.Module], info: dict, model_kwargs: dict,
+           from_info: dict[str, str]) -> nn.Module:
+    """model_class(**facts from info, **model_kwargs), checking the knob names first."""
+    knobs = [p.name for p in inspect.signature(model_class.__init__).parameters.values()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in from_info]
+    unknown = sorted(set(model_kwargs) - set(knobs))
+    if unknown:
+        raise UserInputError(f"model {name!r} does not accept {', '.join(map(repr, unknown))}; "
+                             f"accepted model_kwargs: {', '.join(knobs)}")
+    missing = [key for key in from_info.values() if key not in info]
+    if missing:
+        raise UserInputError(f"model {name!r} needs a question-answering dataset, but the dataset's "
+                             f"info lacks {', '.join(missing)}")
+    facts = {argument: int(info[key]) for argument, key in from_info.items()}
+    return model_class(**facts, **model_kwargs)
+
+
+def _mask_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Padding positions get the dtype's lowest value (finite, so fp16 stays NaN-free)."""
+    return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+
+
+# --------------------------------------------------------------------------------------------
+# transformer_qa
+# --------------------------------------------------------------------------------------------
+
+class TransformerQA(nn.Module):
+    """Two Transformer encoders (context, question), fusion with the pooled question, span heads.
+
+    Shared token embedding plus a learned position embedding per input; a pre-LN encoder of
+    `context_layers` layers reads the context window, a separate one of `question_layers` reads
+    the question. The question's encoding is mean-pooled over its real tokens into one vector q,
+    and every context position c becomes Linear([c, q, c * q]) (the product lets a position
+    score its match with the question); `fusion_layers` more encoder layers let the fused
+    positions see each other, and two linear heads give the start and end logits.
+
+    At defaults (d_model 256, 4 + 2 + 1 layers of 4 heads, feed-forward 1024) and a
+    30,000-token vocabulary: 13.5M parameters, 7.7M of them in the embedding.
+    """
+
+    def __init__(self, *, vocab_size: int, pad_id: int = 0, max_context_len: int = 256,
+                 max_question_len: int = 64, d_model: int = 256, heads: int = 4, ff: int = 1024,
+                 context_layers: int = 4, question_layers: int = 2, fusion_layers: int = 1,
+                 dropout: float = 0.1):
+        super().__init__()
+        _require(vocab_size >= 2, f"transformer_qa: vocab_size must be >= 2, got {vocab_size}")
+        _require(d_model >= 1 and heads >= 1 and d_model % heads == 0,
+                 f"transformer_qa: d_model ({d_model}) must be a positive multiple of heads ({heads})")
+        _require(ff >= 1, f"transformer_qa: ff must be >= 1, got {ff}")
+        _require(context_layers >= 1 and question_layers >= 1 and fusion_layers >= 0,
+                 "transformer_qa: context_layers and question_layers must be >= 1, fusion_layers >= 0")
+        _require(0 <= dropout < 1, f"transformer_qa: dropout must be in [0, 1), got {dropout}")
+        self.max_context_len, self.max_question_len = max_context_len, max_question_len
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        # +1: the [NULL] slot in front of every window.
+        self.context_positions = nn.Embedding(max_context_len + 1, d_model)
+        self.question_positions = nn.Embedding(max_question_len, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+        def encoder(layers: int) -> nn.TransformerEncoder | None:
+            if layers == 0:
+                return None
+            layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff, dropout=dropout,
+                                               activation="gelu", batch_first=True, norm_first=True)
+            # enable_nested_tensor only pays off for inference and warns with norm_first.
+            return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+
+        self.context_encoder = encoder(context_layers)
+        self.question_encoder = encoder(question_layers)
+        self.fuse = nn.Sequential(nn.Linear(3 * d_model, d_model), nn.GELU(), nn.Dropout(dropout))
+        self.fusion_encoder = encoder(fusion_layers)
+        self.start_head = nn.Linear(d_model, 1)
+        self.end_head = nn.Linear(d_model, 1)
+        for name, parameter in self.named_parameters():
+            if parameter.ndim >= 2 and "norm" not in name:
+                nn.init.normal_(parameter, std=0.02)
+
+    def _encode(self, ids: torch.Tensor, mask: torch.Tensor, positions: nn.Embedding,
+                encoder: nn.TransformerEncoder) -> torch.Tensor:
+        length = ids.shape[1]
+        if length > positions.num_embeddings:
+            raise ValueError(f"transformer_qa: {length} positions exceed the {positions.num_embeddings} "
+                             "it was built for (max_context_len/max_question_len)")
+        x = self.embedding(ids) + positions(torch.arange(length, device=ids.device))
+        return encoder(self.dropout(x), src_key_padding_mask=~mask)
+
+    def forward(self, question_ids: torch.Tensor, question_mask: torch.Tensor, context_ids: torch.Tensor,
+                context_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        question_mask, context_mask = question_mask.bool(), context_mask.bool()
+        c = self._encode(context_ids, context_mask, self.context_positions, self.context_encoder)
+        q = self._encode(question_ids, question_mask, self.question_positions, self.question_encoder)
+        weights = question_mask.unsqueeze(-1).to(q.dtype)
+        pooled = (q * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)      # (B, d)
+        pooled = pooled.unsqueeze(1).expand_as(c)
+        h = self.fuse(torch.cat([c, pooled, c * pooled], dim=-1))
+        if self.fusion_encoder is not None:
+            h = self.fusion_encoder(h, src_key_padding_mask=~context_mask)
+        start = self.start_head(h).squeeze(-1)
+        end = self.end_head(h).squeeze(-1)
+        return _mask_logits(start, context_mask), _mask_logits(end, context_mask)
+
+
+@MODELS.register("transformer_qa", task=TASK,
+                 description="separate Transformer encoders for context and question, pooled-question "
+                             "fusion, start/end heads (~13.5M params at 30k tokens)")
+def build_transformer_qa(*, info: dict, **model_kwargs: Any) -> nn.Module:
+    """transformer_qa; knobs: d_model, heads, ff, context_layers, question_layers, fusion_layers, dropout."""
+    return _build("transformer_qa", TransformerQA, info, model_kwargs,
+                  {"vocab_size": "vocab_size", "pad_id": "pad_id", "max_context_len": "max_context_len",
+                   "max_question_len": "max_question_len"})
+
+
+# --------------------------------------------------------------------------------------------
+# bilstm_attention_qa
+# --------------------------------------------------------------------------------------------
+
+def _run_lstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A batch-first LSTM over the real positions only (packed), zeros at padding."""
+    lengths = mask.sum(dim=1).clamp(min=1).cpu()
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    output, _ = lstm(packed)
+    output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=x.shape[1])
+    return output
+
+
+class BiLSTMAttentionQA(nn.Module):
+    """BiLSTM encoders, dot attention over the question for each context token, fusion, span heads.
+
+    A shared embedding feeds two BiLSTMs, one over the context window and one over the question.
+    Each context position i attends to the question: a_ij = softmax_j(c_i . q_j / sqrt(2 hidden))
+    over the question's real tokens, giving a question summary made for that position,
+    u_i = sum_j a_ij q_j. The fusion [c_i, u_i, c_i * u_i] goes through `modeling_layers` more
+    BiLSTM layers (m); the start head reads m, the end head reads m and one further BiLSTM over
+    m, so the end can depend on where the start is likely to be (as in BiDAF).
+
+    At defaults (embedding 128, hidden 128 per direction, 2 modeling layers) and a 30,000-token
+    vocabulary: 6.1M parameters, 3.8M of them in the embedding.
+    """
+
+    def __init__(self, *, vocab_size: int, pad_id: int = 0, embed_dim: int = 128, hidden: int = 128,
+                 modeling_layers: int = 2, dropout: float = 0.2):
+        super().__init__()
+        _require(vocab_size >= 2, f"bilstm_attention_qa: vocab_size must be >= 2, got {vocab_size}")
+        _require(embed_dim >= 1 and hidden >= 1, "bilstm_attention_qa: embed_dim and hidden must be >= 1")
+        _require(modeling_layers >= 1, f"bilstm_attention_qa: modeling_layers must be >= 1, got {modeling_layers}")
+        _require(0 <= dropout < 1, f"bilstm_attention_qa: dropout must be in [0, 1), got {dropout}")
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.context_lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.question_lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.scale = 1.0 / math.sqrt(2 * hidden)
+        self.modeling_lstm = nn.LSTM(6 * hidden, hidden, num_layers=modeling_layers, batch_first=True,
+                                     bidirectional=True, dropout=dropout if modeling_layers > 1 else 0.0)
+        self.end_lstm = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
+        self.start_head = nn.Linear(2 * hidden, 1)
+        self.end_head = nn.Linear(4 * hidden, 1)
+
+    def forward(self, question_ids: torch.Tensor, question_mask: torch.Tensor, context_ids: torch.Tensor,
+                context_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        question_mask, context_mask = question_mask.bool(), context_mask.bool()
+        c = _run_lstm(self.context_lstm, self.dropout(self.embedding(context_ids)), context_mask)
+        q = _run_lstm(self.question_lstm, self.dropout(self.embedding(question_ids)), question_mask)
+        scores = torch.bmm(c, q.transpose(1, 2)) * self.scale                     # (B, Tc, Tq)
+        scores = scores.masked_fill(~question_mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+        attended = torch.bmm(torch.softmax(scores, dim=-1), q)                      # (B, Tc, 2h)
+        fused = self.dropout(torch.cat([c, attended, c * attended], dim=-1))
+        m = _run_lstm(self.modeling_lstm, fused, context_mask)
+        m_end = _run_lstm(self.end_lstm, self.dropout(m), context_mask)
+        start = self.start_head(self.dropout(m)).squeeze(-1)
+        end = self.end_head(self.dropout(torch.cat([m, m_end], dim=-1))).squeeze(-1)
+        return _mask_logits(start, context_mask), _mask_logits(end, context_mask)
+
+
+@MODELS.register("bilstm_attention_qa", task=TASK,
+                 description="BiLSTM encoders, dot attention over the question per context token, "
+                             "modeling BiLSTM, start/end heads (~6.1M params at 30k tokens)")
+def build_bilstm_attention_qa(*, info: dict, **model_kwargs: Any) -> nn.Module:
+    """bilstm_attention_qa; knobs: embed_dim, hidden, modeling_layers, dropout."""
+    return _build("bilstm_attention_qa", BiLSTMAttentionQA, info, model_kwargs,
+                  {"vocab_size": "vocab_size", "pad_id": "pad_id"})
+
+
+__all__ = ["BiLSTMAttentionQA", "TransformerQA", "build_bilstm_attention_qa", "build_transformer_qa"]
