@@ -10,3 +10,4 @@ from nbhelpers.data import text_generation  # noqa: F401  (wikitext2, ptb_text_o
 from nbhelpers.data import ner  # noqa: F401  (conll2003, wikiann_en, gazetteer_ner)
 from nbhelpers.data import translation  # noqa: F401  (iwslt14_en_de, europarl_bilingual, toy_translation)
 from nbhelpers.data import summarization  # noqa: F401  (cnn_dailymail, aeslc, toy_summaries)
+from nbhelpers.data import qa  # noqa: F401  (toy_qa, squad_v1, tweet_qa)

@@ -15,3 +15,5 @@ from nbhelpers.models import language_models  # noqa: F401
 from nbhelpers.models import ner  # noqa: F401
 # lstm_seq2seq, transformer_seq2seq, tiny_transformer_seq2seq, bart_small
 from nbhelpers.models import seq2seq  # noqa: F401
+# transformer_qa, bilstm_attention_qa
+from nbhelpers.models import qa  # noqa: F401

@@ -6,6 +6,7 @@ from nbhelpers.tasks import text_generation  # noqa: F401
 from nbhelpers.tasks import ner  # noqa: F401
 from nbhelpers.tasks import machine_translation  # noqa: F401
 from nbhelpers.tasks import text_summarization  # noqa: F401
+from nbhelpers.tasks import question_answering  # noqa: F401
 from nbhelpers.tasks.base import Task, TaskSpec
 
 __all__ = ["Task", "TaskSpec"]

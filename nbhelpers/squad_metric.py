@@ -8,8 +8,9 @@ whitespace, counted with multiplicity). Each prediction is scored against every 
 keeps the best score; the corpus figures are the means times 100 (so 0-100, as published).
 
 Written out here (not imported from `evaluate`, whose "squad" metric is fetched from the hub at
-run time) because predictions_test.jsonl must be re-scorable offline; tests/test_qa_metric.py
-checks it on cases worked out by hand.
+run time) because predictions_test.jsonl must be re-scorable offline; tests/test_qa.py checks it
+on cases worked out by hand. It lives outside data/ and tasks/ because both use it: the task to
+score answers, the tweet_qa loader to find the training span closest to a free-form answer.
 """
 
 from __future__ import annotations
