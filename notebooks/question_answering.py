@@ -144,9 +144,10 @@ print("a batch:", {key: tuple(value.shape) for key, value in batch.items()})
 # * `bilstm_attention_qa`: a bidirectional LSTM reads the passage and another the question.
 #   Each passage position $i$ attends to the question, $a_{ij} = \mathrm{softmax}_j(c_i \cdot
 #   q_j / \sqrt{d})$, and gets its own summary of the question $u_i = \sum_j a_{ij} q_j$: the
-#   question words that matter for this position. $[c_i, u_i, c_i \odot u_i]$ goes through
-#   two more BiLSTM layers; the start head reads them, the end head reads them and one more
-#   BiLSTM, so the end can follow where the start is.
+#   question words that matter for this position. A fusion layer maps
+#   $[c_i, u_i, c_i \odot u_i]$ (the product is where position and question agree) to new
+#   features, more BiLSTM layers let the fused positions read each other, and two linear heads
+#   give $s_i$ and $e_i$.
 # * `transformer_qa`: two Transformer encoders (passage, question); the question's encoding is
 #   averaged into one vector $q$, and each passage position becomes
 #   $W[c_i, q, c_i \odot q]$, read by one more Transformer layer and the two heads.
@@ -293,26 +294,31 @@ print((exp.run.path / "details.txt").read_text())
 #
 # Three test questions: the passage with the gold answer on green and the model's answer
 # underlined in red, and the start and end probabilities the model gives each token of the
-# window its answer came from (the `[NULL]` slot first). A confident model puts one sharp
-# peak on the first and the last token of the answer.
+# window its answer came from (at most 50 tokens around the likeliest start; token 0 is the
+# `[NULL]` slot). A confident model puts one sharp peak on the first and the last token of
+# the answer.
 
 # %%
 model.eval()
-misses = [r["id"] for r in records if r["f1"] < 100][:2]
-shown = misses + [r["id"] for r in records if r["f1"] == 100][:3 - len(misses)]
+shown = [r["id"] for r in records if r["f1"] < 100][:2]           # up to two misses,
+shown += [r["id"] for r in records if r["id"] not in shown][:3 - len(shown)]   # the rest hits
 for index in shown:
     view = inspect_example(model, data.test, index, data.collate_fn, device=exp.device,
                            max_answer_len=info["max_answer_len"])
     display(HTML(f"<p><b>Q:</b> {view.question}<br><b>gold:</b> {' | '.join(view.answers)} &nbsp; "
                  f"<b>predicted:</b> {view.prediction or '(none)'}</p>"))
     display(HTML(highlight_html(view.context, view.gold_span, view.predicted_span)))
-    fig, ax = plt.subplots(figsize=(min(16, 2 + 0.16 * len(view.tokens)), 2.8))
-    positions = range(len(view.tokens))
-    ax.bar([p - 0.2 for p in positions], view.start_probabilities, width=0.4, label="start")
-    ax.bar([p + 0.2 for p in positions], view.end_probabilities, width=0.4, label="end")
-    ax.set_xticks(list(positions), view.tokens, rotation=90, fontsize=7)
+    # At most 50 tokens, around the most likely start, so the labels stay readable.
+    peak = max(range(len(view.tokens)), key=view.start_probabilities.__getitem__)
+    lo = max(0, min(peak - 20, len(view.tokens) - 50))
+    positions = range(lo, min(len(view.tokens), lo + 50))
+    fig, ax = plt.subplots(figsize=(12, 2.8))
+    ax.bar([p - 0.2 for p in positions], [view.start_probabilities[p] for p in positions], width=0.4, label="start")
+    ax.bar([p + 0.2 for p in positions], [view.end_probabilities[p] for p in positions], width=0.4, label="end")
+    ax.set_xticks(list(positions), [view.tokens[p] for p in positions], rotation=90, fontsize=7)
     ax.set(ylabel="probability", ylim=(0, 1),
-           title=f"window {view.window + 1} of {view.windows}: start and end probabilities")
+           title=f"window {view.window + 1} of {view.windows}, tokens {positions[0]}..{positions[-1]}: "
+                 "start and end probabilities")
     ax.legend()
     fig.tight_layout()
     plt.show()

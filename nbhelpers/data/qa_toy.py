@@ -69,6 +69,8 @@ PET_NAMES = (
     "Pretzel", "Button", "Cinnamon", "Dumpling", "Pistachio", "Rocket", "Sherbet", "Tango",
     "Velvet", "Whiskers", "Yeti", "Zucchini")
 YEARS = tuple(str(year) for year in range(1938, 2006))
+# People per passage, facts per person and distractor sentences per passage (inclusive ranges).
+PEOPLE, FACTS, DISTRACTORS = (2, 4), (2, 3), (1, 2)
 
 # The seven relations: value pool, passage templates, question templates, and (for some)
 # reverse questions that ask for the person. {p} is the person as named in the sentence,
@@ -165,14 +167,14 @@ def _name_in_sentence(rng: random.Random, person: _Person, full_only: bool) -> s
 def generate_passage(rng: random.Random, *, questions_per_passage: int = 3) -> ToyPassage:
     """One passage and `questions_per_passage` questions on it (fewer if it has fewer facts)."""
     passage = _Passage(rng)
-    n_people = rng.randint(2, 5)
+    n_people = rng.randint(*PEOPLE)
     first_names = rng.sample(FIRST_NAMES, n_people)
     last_names = rng.sample(SURNAMES, n_people)
     people = [_Person(f, l) for f, l in zip(first_names, last_names)]
     # (sentence, the facts it states: [(value, name as written, relation, person, reversible, animal)])
     sentences: list[tuple[str, list[tuple]]] = []
     for person in people:
-        relations = rng.sample(RELATIONS, rng.randint(2, 4))
+        relations = rng.sample(RELATIONS, rng.randint(*FACTS))
         for relation in relations:
             value = passage.draw(relation.pool)
             animal = passage.draw("animal") if relation.name == "pet" else ""
@@ -183,7 +185,7 @@ def generate_passage(rng: random.Random, *, questions_per_passage: int = 3) -> T
             text = template.format(p=name, v=value, a=animal)
             text = text[0].upper() + text[1:]
             sentences.append((text, [(value, name, relation, person, reversible, animal)]))
-    for _ in range(rng.randint(1, 3)):
+    for _ in range(rng.randint(*DISTRACTORS)):
         sentences.append((_distractor(rng, passage, people), []))
     rng.shuffle(sentences)
     context, facts = "", []
