@@ -180,7 +180,8 @@ print(f"lr {exp.choice.lr:g}, weight decay {exp.choice.weight_decay:g} ({exp.cho
 # afterwards, so the training below is exactly what `python -m nbhelpers run` does.
 
 # %%
-saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state())
+saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state(),
+         torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
 model.to(exp.device)
 batch = data.collate_fn([data.train[i] for i in range(min(exp.cfg.batch_size, len(data.train)))])
 batch = {key: value.to(exp.device) for key, value in batch.items()}
@@ -220,6 +221,8 @@ display(moved.sort_values("relative update |dw|/|w|", ascending=False).head(10))
 model.load_state_dict(saved[0])
 optimizer.load_state_dict(saved[1])
 torch.set_rng_state(saved[2])
+if saved[3] is not None:
+    torch.cuda.set_rng_state_all(saved[3])
 
 # %% [markdown]
 # The Trainer repeats exactly this for every batch, and adds what a careful loop needs: it

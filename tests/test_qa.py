@@ -17,7 +17,7 @@ from torch import nn
 
 from nbhelpers.data.qa import (
     QAExample, QASplit, QATokenizer, best_f1_span, build_squad_v1, build_toy_qa, build_tweet_qa,
-    char_span_to_tokens, make_bundle, window_starts)
+    char_span_to_tokens, window_starts)
 from nbhelpers.data.qa_toy import generate_toy_qa
 from nbhelpers.errors import DatasetUnavailableError, UserInputError
 from nbhelpers.models.qa import MaskedBiLSTM, build_bilstm_attention_qa, build_transformer_qa
