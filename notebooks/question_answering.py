@@ -24,7 +24,7 @@
 # (recomputed from the predictions file) and what the model looks at on a few questions.
 # Papermill executes one copy of it per run (`python -m nbhelpers sweep
 # params/question_answering/...`); opened in JupyterLab it runs as it is on the offline
-# `toy_qa` passages in a few CPU minutes.
+# `toy_qa` passages in about ten CPU minutes (the offline params file's smaller model, in two).
 #
 # Every step calls the same `nbhelpers` code as `python -m nbhelpers run`, so the notebook
 # and the command line give the same numbers for the same settings.
@@ -34,8 +34,8 @@ task: str = "question_answering"  # the task (this notebook is for extractive QA
 dataset: str = "toy_qa"  # toy_qa (offline, generated), squad_v1 or tweet_qa
 model: str = "bilstm_attention_qa"  # bilstm_attention_qa or transformer_qa
 optimizer: str = "adamw"  # any of the 16: python -m nbhelpers list optimizers
-epochs: int = 20  # maximum number of epochs (early stopping usually ends sooner)
-batch_size: int = 32  # windows per training batch
+epochs: int = 4  # maximum number of epochs (the seed's real-data runs use 20)
+batch_size: int = 64  # windows per training batch
 lr: float = None  # learning rate; None: decided by lr_policy
 lr_policy: str = "per_opt"  # per_opt: the optimizer's researched default; fixed: one LR for all
 lr_overrides: str = ""  # per-optimizer LRs in the --lr-overrides format
@@ -141,8 +141,9 @@ print("a batch:", {key: tuple(value.shape) for key, value in batch.items()})
 # and $e_i$ (it ends here), and the loss of a window is the sum of two cross-entropies,
 # $-\log \mathrm{softmax}(s)_{\text{start}} - \log \mathrm{softmax}(e)_{\text{end}}$.
 #
-# * `bilstm_attention_qa`: a bidirectional LSTM reads the passage and another the question.
-#   Each passage position $i$ attends to the question, $a_{ij} = \mathrm{softmax}_j(c_i \cdot
+# * `bilstm_attention_qa`: a bidirectional LSTM reads the passage and another the question;
+#   each passage token also carries one bit, "this token occurs in the question" (DrQA's
+#   exact-match feature), which makes the person asked about easy to find. Each passage position $i$ attends to the question, $a_{ij} = \mathrm{softmax}_j(c_i \cdot
 #   q_j / \sqrt{d})$, and gets its own summary of the question $u_i = \sum_j a_{ij} q_j$: the
 #   question words that matter for this position. A fusion layer maps
 #   $[c_i, u_i, c_i \odot u_i]$ (the product is where position and question agree) to new

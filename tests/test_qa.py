@@ -20,7 +20,7 @@ from nbhelpers.data.qa import (
     char_span_to_tokens, window_starts)
 from nbhelpers.data.qa_toy import generate_toy_qa
 from nbhelpers.errors import DatasetUnavailableError, UserInputError
-from nbhelpers.models.qa import MaskedBiLSTM, build_bilstm_attention_qa, build_transformer_qa
+from nbhelpers.models.qa import MaskedBiLSTM, build_bilstm_attention_qa, build_transformer_qa, exact_match_feature
 from nbhelpers.registry import DATASETS, MODELS, TASKS
 from nbhelpers.squad_metric import (
     answer_tokens, best_over_answers, exact_match, normalize_answer, squad_scores, token_f1)
@@ -482,6 +482,18 @@ def test_masked_bilstm_equals_a_packed_bidirectional_lstm():
     expected, _ = nn.utils.rnn.pad_packed_sequence(reference(packed)[0], batch_first=True, total_length=7)
     got = ours(x, mask)
     torch.testing.assert_close(got[mask], expected[mask])
+
+
+def test_exact_match_feature_marks_context_tokens_found_in_the_question():
+    question = torch.tensor([[5, 6, 0], [9, 0, 0]])
+    context = torch.tensor([[2, 5, 7, 6, 0], [2, 9, 9, 0, 0]])
+    feature = exact_match_feature(question, question != 0, context)
+    assert feature.shape == (2, 5, 1)
+    # Padding in the question (id 0) matches nothing, so context padding stays 0.
+    assert feature.squeeze(-1).tolist() == [[False, True, False, True, False], [False, True, True, False, False]]
+    without = build_bilstm_attention_qa(info=TINY_INFO, embed_dim=8, hidden=8, exact_match=False)
+    with_it = build_bilstm_attention_qa(info=TINY_INFO, embed_dim=8, hidden=8)
+    assert with_it.context_lstm.forward_lstms[0].input_size == without.context_lstm.forward_lstms[0].input_size + 1
 
 
 @pytest.mark.parametrize("builder, kwargs", [

@@ -186,11 +186,20 @@ class MaskedBiLSTM(nn.Module):
         return x
 
 
+def exact_match_feature(question_ids: torch.Tensor, question_mask: torch.Tensor,
+                        context_ids: torch.Tensor) -> torch.Tensor:
+    """(B, Tc, 1): 1 where a context token id occurs among the question's real tokens."""
+    same = context_ids.unsqueeze(2) == question_ids.unsqueeze(1)                 # (B, Tc, Tq)
+    return (same & question_mask.unsqueeze(1)).any(dim=2, keepdim=True)
+
+
 class BiLSTMAttentionQA(nn.Module):
     """BiLSTM encoders, dot attention over the question for each context token, fusion, span heads.
 
-    A shared embedding feeds two BiLSTMs, one over the context window and one over the question.
-    Each context position i attends to the question: a_ij = softmax_j(c_i . q_j / sqrt(2 hidden))
+    A shared embedding feeds two BiLSTMs, one over the context window and one over the question;
+    with `exact_match` (DrQA's feature, Chen et al. 2017) each context token's input also says
+    whether the same token occurs in the question, which makes names easy to find. Each context
+    position i attends to the question: a_ij = softmax_j(c_i . q_j / sqrt(2 hidden))
     over the question's real tokens, giving a summary of the question made for that position,
     u_i = sum_j a_ij q_j. The fusion layer maps [c_i, u_i, c_i * u_i] to 2 * hidden features
     (ReLU): the product is where a position and the question agree. `modeling_layers` more
@@ -202,7 +211,7 @@ class BiLSTMAttentionQA(nn.Module):
     """
 
     def __init__(self, *, vocab_size: int, pad_id: int = 0, embed_dim: int = 128, hidden: int = 128,
-                 modeling_layers: int = 2, dropout: float = 0.2):
+                 modeling_layers: int = 2, dropout: float = 0.2, exact_match: bool = True):
         super().__init__()
         _require(vocab_size >= 2, f"bilstm_attention_qa: vocab_size must be >= 2, got {vocab_size}")
         _require(embed_dim >= 1 and hidden >= 1, "bilstm_attention_qa: embed_dim and hidden must be >= 1")
@@ -210,7 +219,8 @@ class BiLSTMAttentionQA(nn.Module):
         _require(0 <= dropout < 1, f"bilstm_attention_qa: dropout must be in [0, 1), got {dropout}")
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
-        self.context_lstm = MaskedBiLSTM(embed_dim, hidden)
+        self.exact_match = bool(exact_match)
+        self.context_lstm = MaskedBiLSTM(embed_dim + int(self.exact_match), hidden)
         self.question_lstm = MaskedBiLSTM(embed_dim, hidden)
         self.scale = 1.0 / math.sqrt(2 * hidden)
         # Fusing down to 2 * hidden before the modeling LSTM keeps its input small: on the CPU
@@ -223,7 +233,10 @@ class BiLSTMAttentionQA(nn.Module):
     def forward(self, question_ids: torch.Tensor, question_mask: torch.Tensor, context_ids: torch.Tensor,
                 context_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         question_mask, context_mask = question_mask.bool(), context_mask.bool()
-        c = self.context_lstm(self.dropout(self.embedding(context_ids)), context_mask)
+        x = self.dropout(self.embedding(context_ids))
+        if self.exact_match:
+            x = torch.cat([x, exact_match_feature(question_ids, question_mask, context_ids).to(x.dtype)], dim=-1)
+        c = self.context_lstm(x, context_mask)
         q = self.question_lstm(self.dropout(self.embedding(question_ids)), question_mask)
         scores = torch.bmm(c, q.transpose(1, 2)) * self.scale                     # (B, Tc, Tq)
         scores = scores.masked_fill(~question_mask.unsqueeze(1), torch.finfo(scores.dtype).min)
@@ -239,7 +252,7 @@ class BiLSTMAttentionQA(nn.Module):
                  description="BiLSTM encoders, dot attention over the question per context token, "
                              "fusion, modeling BiLSTM, start/end heads (~5.3M params at 30k tokens)")
 def build_bilstm_attention_qa(*, info: dict, **model_kwargs: Any) -> nn.Module:
-    """bilstm_attention_qa; knobs: embed_dim, hidden, modeling_layers, dropout."""
+    """bilstm_attention_qa; knobs: embed_dim, hidden, modeling_layers, dropout, exact_match."""
     return _build("bilstm_attention_qa", BiLSTMAttentionQA, info, model_kwargs,
                   {"vocab_size": "vocab_size", "pad_id": "pad_id"})
 
