@@ -24,7 +24,7 @@
 # (recomputed from the predictions file) and what the model looks at on a few questions.
 # Papermill executes one copy of it per run (`python -m nbhelpers sweep
 # params/question_answering/...`); opened in JupyterLab it runs as it is on the offline
-# `toy_qa` passages in about ten CPU minutes (the offline params file's smaller model, in two).
+# `toy_qa` passages in about eight CPU minutes (the offline params file's smaller model, in two).
 #
 # Every step calls the same `nbhelpers` code as `python -m nbhelpers run`, so the notebook
 # and the command line give the same numbers for the same settings.
@@ -34,7 +34,7 @@ task: str = "question_answering"  # the task (this notebook is for extractive QA
 dataset: str = "toy_qa"  # toy_qa (offline, generated), squad_v1 or tweet_qa
 model: str = "bilstm_attention_qa"  # bilstm_attention_qa or transformer_qa
 optimizer: str = "adamw"  # any of the 16: python -m nbhelpers list optimizers
-epochs: int = 4  # maximum number of epochs (the seed's real-data runs use 20)
+epochs: int = 3  # maximum number of epochs (the seed's real-data runs use 20)
 batch_size: int = 64  # windows per training batch
 lr: float = None  # learning rate; None: decided by lr_policy
 lr_policy: str = "per_opt"  # per_opt: the optimizer's researched default; fixed: one LR for all
