@@ -13,3 +13,5 @@ from nbhelpers.models import sentiment  # noqa: F401
 from nbhelpers.models import language_models  # noqa: F401
 # lstm_crf_ner, bilstm_crf_charcnn_ner (alias lstm_crf_charcnn_ner)
 from nbhelpers.models import ner  # noqa: F401
+# lstm_seq2seq, transformer_seq2seq, tiny_transformer_seq2seq, bart_small
+from nbhelpers.models import seq2seq  # noqa: F401
