@@ -236,7 +236,8 @@ class _Generator:
         target_verb = lex.verb_stem[verb] + _CONJUGATION[tense][person]
         target = subject_target + ([_NEGATION] if negated else []) + [target_verb] + object_target \
             + pp_target + ([lex.adverb[adverb]] if adverb else [])
-        return " ".join(source) + " .", " ".join(target) + " ."
+        # No final period: a tokenized " ." would make sacrebleu warn about undetokenized text.
+        return " ".join(source), " ".join(target)
 
 
 def toy_pairs(n: int, difficulty: int = 2, seed: int = LEXICON_SEED) -> tuple[list[str], list[str]]:
