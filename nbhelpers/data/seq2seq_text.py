@@ -150,8 +150,11 @@ class BPETokenizer:
 
     def tokens(self, text: str) -> list[str]:
         """The subword pieces of `text`, readable: a leading space shows as '▁', a newline as '⏎'."""
-        pieces = self.backend.encode(text, add_special_tokens=False).tokens
-        return readable_pieces(pieces, self.backend.decoder)
+        return self.pieces(self.encode(text))
+
+    def pieces(self, ids: Iterable[int]) -> list[str]:
+        """The readable piece of each id (see tokens())."""
+        return readable_pieces(self.convert_ids_to_tokens(ids), self.backend.decoder)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BPETokenizer) and self.to_str() == other.to_str()
@@ -190,8 +193,11 @@ class HFTokenizerAdapter:
         return self.hf.convert_ids_to_tokens([int(i) for i in ids])
 
     def tokens(self, text: str) -> list[str]:
-        from tokenizers import decoders
-        return readable_pieces(self.convert_ids_to_tokens(self.encode(text)), decoders.ByteLevel())
+        return self.pieces(self.encode(text))
+
+    def pieces(self, ids: Iterable[int]) -> list[str]:
+        from tokenizers import decoders  # BART's pieces are byte-level BPE too
+        return readable_pieces(self.convert_ids_to_tokens(ids), decoders.ByteLevel())
 
 
 def readable_pieces(pieces: Sequence[str], decoder: Any) -> list[str]:
