@@ -7,8 +7,14 @@ A model decodes through four methods (nbhelpers/models/seq2seq.py implements the
     step(tokens, state) -> (logits, state)       one decoder step for the last tokens (N,), with
                                                   the cache of the previous steps (keys/values or
                                                   recurrent state); logits (N, vocab)
-    reorder_state(state, index) -> state         keep/duplicate rows of the state (beam search
-                                                  follows its beams; finished sentences leave)
+    reorder_state(state, index, beams_only=False) -> state
+                                                  keep/duplicate rows of the state (finished
+                                                  sentences leave; beam search follows its beams).
+                                                  beams_only=True promises that every row moves
+                                                  within its own sentence, so what depends only on
+                                                  the source (encoder memory, cross-attention keys)
+                                                  may stay where it is: copying it every step
+                                                  would cost more than the step
 
 A hypothesis never contains <pad> or <s>; it ends with </s>, forced at its maximum length,
 `max_target_lengths()` from its source length. Scores are sums of log-probabilities (log-softmax
@@ -27,12 +33,13 @@ from torch import nn
 NEG_INF = float("-inf")
 
 
-def index_state(state: Any, index: torch.Tensor) -> Any:
-    """`state` with every tensor's rows (dim 0) taken at `index`; other values as they are."""
+def index_state(state: Any, index: torch.Tensor, skip: frozenset[str] = frozenset()) -> Any:
+    """`state` with every tensor's rows (dim 0) taken at `index`; other values, and the entries
+    of a dict whose keys are in `skip`, as they are."""
     if torch.is_tensor(state):
         return state.index_select(0, index)
     if isinstance(state, dict):
-        return {key: index_state(value, index) for key, value in state.items()}
+        return {key: value if key in skip else index_state(value, index) for key, value in state.items()}
     if isinstance(state, (list, tuple)):
         return type(state)(index_state(value, index) for value in state)
     return state
@@ -146,7 +153,7 @@ def beam_search(model: nn.Module, source_ids: torch.Tensor, source_mask: torch.T
         rows = (torch.arange(n, device=device).unsqueeze(1) * k + beams).view(-1)
         tokens = tokens.view(-1)
         prefixes = torch.cat([prefixes[rows], tokens.unsqueeze(1)], dim=1)
-        state = model.reorder_state(state, rows)
+        state = model.reorder_state(state, rows, beams_only=True)
         # Stop a sentence when its best live hypothesis cannot catch up with its best finished one.
         reachable = scores[:, 0] / limits.float() ** length_penalty if length_penalty else scores[:, 0]
         going = (reachable > best_scores[active]) & (t + 1 < limits) & torch.isfinite(scores[:, 0])

@@ -160,8 +160,8 @@ class LSTMSeq2Seq(nn.Module):
         attentional, _, state = self._decode(tokens, state)
         return self.output(self.dropout(attentional)), state
 
-    def reorder_state(self, state: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
-        return index_state(state, index)
+    def reorder_state(self, state: dict[str, Any], index: torch.Tensor, beams_only: bool = False) -> dict[str, Any]:
+        return index_state(state, index, frozenset(("memory", "keys", "mask")) if beams_only else frozenset())
 
     def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor,
                 return_attention: bool = False):
@@ -356,8 +356,8 @@ class TransformerSeq2Seq(nn.Module):
         new_state = dict(state, position=state["position"] + 1, self=caches)
         return self._logits(x[:, -1]), new_state
 
-    def reorder_state(self, state: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
-        return index_state(state, index)
+    def reorder_state(self, state: dict[str, Any], index: torch.Tensor, beams_only: bool = False) -> dict[str, Any]:
+        return index_state(state, index, frozenset(("cross", "memory_mask")) if beams_only else frozenset())
 
     def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         state = self.encode(source_ids, source_mask)
@@ -525,8 +525,12 @@ class BartSmall(nn.Module):
                        use_cache=True, **{self._cache_argument: state["cache"]})
         return out.logits[:, -1], dict(state, cache=getattr(out, self._cache_argument))
 
-    def reorder_state(self, state: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
+    def reorder_state(self, state: dict[str, Any], index: torch.Tensor, beams_only: bool = False) -> dict[str, Any]:
         cache = state["cache"]
+        if beams_only:  # the source side (memory, cross-attention keys/values) is the same for every beam
+            if cache is not None:
+                cache.self_attention_cache.reorder_cache(index)
+            return dict(state, cache=cache)
         if cache is not None:
             cache.reorder_cache(index)  # in place, self- and cross-attention keys/values
         return {"memory": state["memory"].index_select(0, index), "mask": state["mask"].index_select(0, index),
