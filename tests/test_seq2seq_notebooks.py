@@ -69,6 +69,15 @@ def test_every_params_file_expands_to_valid_runs(path):
     assert {(c.dataset, c.model) for c in plan.configs} == {(dataset, model)}
 
 
+def test_transformer_params_files_warm_up_then_decay_as_inverse_square_root():
+    for path in PARAMS["machine_translation"] + PARAMS["text_summarization"]:
+        cfg = plan_from_args(path, {}).configs[0]
+        if cfg.model == "lstm_seq2seq":
+            assert cfg.scheduler == "plateau", path.name  # the seed guide's choice for RNNs
+        else:
+            assert cfg.scheduler == "inverse_sqrt" and cfg.warmup_epochs > 0, path.name
+
+
 def test_there_is_a_params_file_for_every_dataset_and_model():
     from nbhelpers.config import datasets_for, models_for
     for task, files in PARAMS.items():
