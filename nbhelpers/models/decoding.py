@@ -28,6 +28,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NEG_INF = float("-inf")
@@ -108,7 +109,7 @@ def beam_search(model: nn.Module, source_ids: torch.Tensor, source_mask: torch.T
     live hypotheses. A sentence stops when no live hypothesis can still beat its best finished
     one: log-probabilities only fall as a hypothesis grows, so the best a live one can reach is
     its score / max_length**alpha. With a beam as wide as the number of possible prefixes this
-    is an exhaustive search (tests/test_seq2seq_decoding.py checks it against brute force).
+    is an exhaustive search (tests/test_seq2seq_models.py checks it against brute force).
 
     Returns ((B, L) token ids ending in </s> and padded, (B,) normalized scores).
     """
@@ -117,30 +118,31 @@ def beam_search(model: nn.Module, source_ids: torch.Tensor, source_mask: torch.T
     batch, k = source_ids.shape[0], beam_size
     device = source_ids.device
     state = model.encode(source_ids, source_mask)
-    state = model.reorder_state(state, torch.arange(batch, device=device).repeat_interleave(k))
     longest = int(max_lengths.max())
     best_tokens = torch.full((batch, longest), pad_id, dtype=torch.long, device=device)
     best_scores = torch.full((batch,), NEG_INF, device=device)
     active = torch.arange(batch, device=device)            # sentences still searching
-    scores = torch.full((batch, k), NEG_INF, device=device)
-    scores[:, 0] = 0.0                                      # one live hypothesis (<s>) to start
-    prefixes = torch.zeros((batch * k, 0), dtype=torch.long, device=device)
-    tokens = torch.full((batch * k,), bos_id, dtype=torch.long, device=device)
+    # The first step has one live hypothesis per sentence (<s>): it runs on the batch as it
+    # is, and its k best continuations then spread the state over k rows per sentence.
+    width = 1
+    scores = torch.zeros((batch, 1), device=device)
+    prefixes = torch.zeros((batch, 0), dtype=torch.long, device=device)
+    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)
     banned = sorted({bos_id, pad_id} - {eos_id})
     for t in range(longest):
         n = active.numel()
         limits = max_lengths[active]
         log_probs, state = _next_log_probs(model, tokens, state, banned=banned, eos_id=eos_id,
-                                           force_eos=(t + 1 >= limits).repeat_interleave(k))
+                                           force_eos=(t + 1 >= limits).repeat_interleave(width))
         vocab = log_probs.shape[-1]
-        candidates = scores.unsqueeze(-1) + log_probs.view(n, k, vocab)          # (n, k, V)
+        candidates = scores.unsqueeze(-1) + log_probs.view(n, width, vocab)      # (n, width, V)
         # Finished candidates: every live hypothesis followed by </s>.
-        finished = candidates[:, :, eos_id] / float(t + 1) ** length_penalty     # (n, k)
+        finished = candidates[:, :, eos_id] / float(t + 1) ** length_penalty     # (n, width)
         top_finished, which = finished.max(dim=1)
         better = top_finished > best_scores[active]
         if bool(better.any()):
             winners = better.nonzero().squeeze(1)
-            rows = winners * k + which[winners]
+            rows = winners * width + which[winners]
             sentences = active[winners]
             best_scores[sentences] = top_finished[winners]
             best_tokens[sentences] = pad_id
@@ -148,12 +150,17 @@ def beam_search(model: nn.Module, source_ids: torch.Tensor, source_mask: torch.T
             best_tokens[sentences, t] = eos_id
         # Live hypotheses: the k best extensions by any token but </s>.
         candidates[:, :, eos_id] = NEG_INF
-        scores, flat = candidates.view(n, k * vocab).topk(k, dim=1)
+        scores, flat = candidates.view(n, width * vocab).topk(min(k, width * vocab), dim=1)
+        if scores.shape[1] < k:  # a beam wider than the first step's choices: dead rows fill it up
+            scores = F.pad(scores, (0, k - scores.shape[1]), value=NEG_INF)
+            flat = F.pad(flat, (0, k - flat.shape[1]), value=0)
         beams, tokens = flat // vocab, flat % vocab
-        rows = (torch.arange(n, device=device).unsqueeze(1) * k + beams).view(-1)
+        rows = (torch.arange(n, device=device).unsqueeze(1) * width + beams).view(-1)
         tokens = tokens.view(-1)
         prefixes = torch.cat([prefixes[rows], tokens.unsqueeze(1)], dim=1)
-        state = model.reorder_state(state, rows, beams_only=True)
+        # After the first step every row moves within its sentence: the source side stays put.
+        state = model.reorder_state(state, rows, beams_only=width == k)
+        width = k
         # Stop a sentence when its best live hypothesis cannot catch up with its best finished one.
         reachable = scores[:, 0] / limits.float() ** length_penalty if length_penalty else scores[:, 0]
         going = (reachable > best_scores[active]) & (t + 1 < limits) & torch.isfinite(scores[:, 0])
