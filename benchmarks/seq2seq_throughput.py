@@ -128,6 +128,7 @@ def decoding_speed(model, task, batch, repeats: int = 2) -> dict:
 
 
 def throughput(args) -> dict:
+    facts = machine()
     data = _data("machine_translation", "toy_translation", {})
     task = TASKS.get("machine_translation").factory(data=data)
     batch = data.collate_fn([data.test[i] for i in range(64)])
@@ -140,7 +141,7 @@ def throughput(args) -> dict:
         row["decoding_untrained"] = decoding_speed(NeverStops(model, int(data.info["eos_id"])), task, batch)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return {"machine": machine(), "rows": rows, "load_after": os.getloadavg()[0]}
+    return {"machine": facts, "rows": rows, "load_after": os.getloadavg()[0]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +180,7 @@ def one_run(task: str, dataset: str, model: str, optimizer: str, runs_dir: Path)
 
 
 def convergence(args) -> dict:
-    rows = []
+    facts, rows = machine(), []
     with tempfile.TemporaryDirectory() as folder:
         for task, dataset, model in RUNS:
             if task not in args.tasks.split(","):
@@ -188,7 +189,7 @@ def convergence(args) -> dict:
                 row = one_run(task, dataset, model, optimizer, Path(folder))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    return {"machine": machine(), "rows": rows, "load_after": os.getloadavg()[0]}
+    return {"machine": facts, "rows": rows, "load_after": os.getloadavg()[0]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,8 +197,10 @@ def convergence(args) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def _machine_line(m: dict, after: float) -> str:
+    before = "not recorded" if m.get("load_before") is None else f"{m['load_before']:.1f}"
     return (f"Measured {m['date']}: torch {m['torch']}, {m['threads']} intra-op threads, {m['cpus']} CPU cores "
-            f"({m['machine']}); 1-minute load average {m['load_before']:.1f} before and {after:.1f} after. "
+            f"({m['machine']}); 1-minute load average {before} before and {after:.1f} after"
+            + (f" ({m['load_note']})" if m.get("load_note") else "") + ". "
             "The machine is shared: a load average above the core count means other processes competed "
             "for the cores, and every time below is then an upper bound.")
 
@@ -241,11 +244,33 @@ def render() -> str:
         for r in data["rows"]:
             points = ", ".join(f"{v:.1f} ({s:.0f} s)" for _, s, v in r["curve"] if v is not None)
             lines.append(f"- {r['model']} / {r['optimizer']} ({r['metric']}): {points}")
-        lines.append("")
+        lines += ["", "Verdict:", ""] + [f"- {line}" for line in verdict(data["rows"])] + [""]
     notes = RESULTS / "seq2seq_notes.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def verdict(rows: list[dict]) -> list[str]:
+    """The claims, checked on the rows of one convergence file."""
+    lines = []
+    by_optimizer = {r["optimizer"]: r for r in rows}
+    adamw, sgd = by_optimizer.get("adamw"), by_optimizer.get("sgd")
+    if adamw:
+        metric, goal = GOALS[adamw["task"]]
+        value = adamw["test"][metric]
+        lines.append(f"{adamw['task']}: adamw test {metric} {value:.2f} (goal {goal:g}: "
+                     f"{'reached' if value >= goal else 'NOT reached'}) after {adamw['train_time_s']:.0f} s of "
+                     f"training ({'within' if adamw['train_time_s'] <= TIME_GOAL_S else 'over'} the 5 minutes "
+                     "on this loaded machine).")
+        if sgd:
+            lines.append(f"sgd: test {metric} {sgd['test'][metric]:.2f}, {value - sgd['test'][metric]:.2f} below adamw.")
+    for r in rows:
+        metric = r["metric"]
+        beam, greedy = r["test"][metric], r["test_greedy"][metric]
+        lines.append(f"{r['optimizer']}: beam 5 {beam:.4f} vs greedy {greedy:.4f} "
+                     f"({'beam >= greedy' if beam >= greedy else 'beam BELOW greedy'}).")
+    return lines
 
 
 def main() -> None:
