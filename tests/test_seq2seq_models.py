@@ -76,12 +76,13 @@ def test_every_model_serves_both_tasks():
 def test_parameter_counts_at_the_defaults():
     millions = lambda model: _count(model) / 1e6  # noqa: E731
     assert 10 <= millions(build_lstm_seq2seq(info=_info(10_000))) <= 40
-    assert 30 <= millions(build_transformer_seq2seq(info=_info(10_000))) <= 60
-    assert 20 <= millions(build_tiny_transformer_seq2seq(info=_info(32_000))) <= 30
     assert 25 <= millions(_bart(_info(16_000))) <= 35
-    small = build_transformer_seq2seq(info=_info(1000))
-    tiny = build_transformer_seq2seq(info=_info(1000), size="tiny")
-    assert _count(tiny) < _count(small) < _count(build_transformer_seq2seq(info=_info(1000), size="base"))
+    with torch.device("meta"):  # shapes only: the Transformers' initialization is skipped
+        assert 30 <= millions(build_transformer_seq2seq(info=_info(10_000))) <= 60
+        assert 20 <= millions(build_tiny_transformer_seq2seq(info=_info(32_000))) <= 30
+        small = build_transformer_seq2seq(info=_info(1000))
+        tiny = build_transformer_seq2seq(info=_info(1000), size="tiny")
+        assert _count(tiny) < _count(small) < _count(build_transformer_seq2seq(info=_info(1000), size="base"))
 
 
 def test_embeddings_are_tied_as_documented():
