@@ -106,10 +106,8 @@ def _seed_args(task, dataset, model, batch, samples, out):
 
 @pytest.mark.parametrize("command", SEED_COMMANDS, ids=lambda c: f"{c[1]}-{c[2]}")
 def test_the_seed_guides_commands_are_understood(command, tmp_path):
-    from nbhelpers.cli import build_parser
-    args = build_parser().parse_args(_seed_args(*command, tmp_path))
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
-    plan = plan_from_args(None, overrides)
+    from nbhelpers.cli import _plan, build_parser  # the command line's own path from flags to runs
+    plan = _plan(build_parser().parse_args(_seed_args(*command, tmp_path)))
     assert len(plan.configs) == 16
     cfg = validate_config(plan.configs[0])
     assert (cfg.task, cfg.dataset, cfg.model, cfg.epochs, cfg.num_workers) == (*command[:3], 20, 8)
