@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 from nbhelpers.errors import UserInputError
-from nbhelpers.registry import DATASETS, MODELS, OPTIMIZERS, TASKS, load_all
+from nbhelpers.registry import DATASETS, MODELS, OPTIMIZERS, TASKS, load_all, tasks_of
 
 SCHEDULERS = ("auto", "cosine", "plateau", "step", "multistep", "exponential", "onecycle",
               "warmup_cosine", "warmup_linear", "inverse_sqrt", "none")
@@ -133,12 +133,12 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     task = TASKS.canonical(cfg.task)
     spec = TASKS.get(task).meta["spec"]
     dataset = DATASETS.canonical(cfg.dataset or spec.offline_dataset)
-    if DATASETS.get(dataset).meta.get("task") != task:
+    if task not in tasks_of(DATASETS.get(dataset)):
         raise UserInputError(f"dataset {dataset!r} belongs to task "
-                             f"{DATASETS.get(dataset).meta.get('task')!r}, not {task!r} "
+                             f"{', '.join(tasks_of(DATASETS.get(dataset)))!r}, not {task!r} "
                              f"(datasets for {task}: {', '.join(datasets_for(task))})")
     model = MODELS.canonical(cfg.model or spec.defaults.get("model") or models_for(task)[0])
-    if MODELS.get(model).meta.get("task") != task:
+    if task not in tasks_of(MODELS.get(model)):
         raise UserInputError(f"model {model!r} does not belong to task {task!r} "
                              f"(models for {task}: {', '.join(models_for(task))})")
     optimizer = OPTIMIZERS.canonical(cfg.optimizer)
@@ -252,11 +252,11 @@ def model_class_of(model: str) -> type | None:
 
 
 def datasets_for(task: str) -> list[str]:
-    return [e.name for e in DATASETS if e.meta.get("task") == task]
+    return [e.name for e in DATASETS if task in tasks_of(e)]
 
 
 def models_for(task: str) -> list[str]:
-    return [e.name for e in MODELS if e.meta.get("task") == task]
+    return [e.name for e in MODELS if task in tasks_of(e)]
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nbhelpers.registry import DATASETS, MODELS, OPTIMIZERS, TASKS, load_all
+from nbhelpers.registry import DATASETS, MODELS, OPTIMIZERS, TASKS, load_all, tasks_of
 
 
 def listing_lines(what: str) -> list[str]:
@@ -19,8 +19,8 @@ def listing_lines(what: str) -> list[str]:
     lines = []
     for entry in registry:
         facts = []
-        if "task" in entry.meta:
-            facts.append(entry.meta["task"])
+        if tasks_of(entry):
+            facts.append(", ".join(tasks_of(entry)))
         if entry.meta.get("offline"):
             facts.append("offline")
         where = f" [{', '.join(facts)}]" if facts else ""

@@ -24,6 +24,13 @@ class Entry:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
+def tasks_of(entry: Entry) -> tuple[str, ...]:
+    """The tasks a dataset or model serves: meta `tasks` (several) or `task` (one)."""
+    if entry.meta.get("tasks"):
+        return tuple(entry.meta["tasks"])
+    return (entry.meta["task"],) if entry.meta.get("task") else ()
+
+
 class UnknownNameError(UserInputError):
     """A name that is not registered; the message suggests the closest valid one."""
 

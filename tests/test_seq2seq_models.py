@@ -7,6 +7,9 @@ import itertools
 import warnings
 
 import pytest
+
+from nbhelpers.config import models_for
+from nbhelpers.registry import tasks_of
 import torch
 
 from nbhelpers.config import RunConfig, validate_config
@@ -64,9 +67,10 @@ def test_every_model_serves_both_tasks():
     for name in TINY:
         entry = MODELS.get(name)
         assert entry.meta["tasks"] == ("machine_translation", "text_summarization")
+        assert tasks_of(entry) == ("machine_translation", "text_summarization")
         for task in entry.meta["tasks"]:
-            assert entry.meta["task"] == task  # what config validation compares
             validate_config(RunConfig(task=task, model=name))
+        assert name in models_for("text_summarization") and name in models_for("machine_translation")
     with pytest.raises(UserInputError, match="does not belong"):
         validate_config(RunConfig(task="machine_translation", model="lstm_sentiment"))
     with pytest.raises(UserInputError, match="does not belong"):

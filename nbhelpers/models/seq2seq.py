@@ -36,29 +36,6 @@ from nbhelpers.registry import MODELS
 TASKS = ("machine_translation", "text_summarization")
 
 
-class TaskNames(str):
-    """A model's `task` fact that matches each of several tasks.
-
-    The registry holds one task name per model and nbhelpers/config.py checks
-    `meta["task"] == task`; these models serve two tasks, so the fact compares equal to both
-    (and reads "machine_translation, text_summarization"). meta["tasks"] has the tuple.
-    """
-
-    def __new__(cls, names: Sequence[str]) -> "TaskNames":
-        value = super().__new__(cls, ", ".join(names))
-        value.names = tuple(names)
-        return value
-
-    def __eq__(self, other: object) -> bool:
-        return other in self.names or str.__eq__(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    __hash__ = str.__hash__
-
-
-SEQ2SEQ_TASKS = TaskNames(TASKS)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -176,7 +153,7 @@ class LSTMSeq2Seq(nn.Module):
         return (logits, torch.stack(attention, dim=1)) if return_attention else logits
 
 
-@MODELS.register("lstm_seq2seq", task=SEQ2SEQ_TASKS, tasks=TASKS,
+@MODELS.register("lstm_seq2seq", tasks=TASKS,
                  description="BiLSTM encoder, LSTM decoder with Luong attention and input feeding (~18M at 10k pieces)")
 def build_lstm_seq2seq(*, info: dict, **model_kwargs: Any) -> nn.Module:
     """lstm_seq2seq; knobs: embed_dim, hidden, layers, dropout."""
@@ -403,7 +380,7 @@ class TinyTransformerSeq2Seq(TransformerSeq2Seq):
                          pre_norm=True, share_embeddings=share_embeddings, activation="gelu")
 
 
-@MODELS.register("transformer_seq2seq", task=SEQ2SEQ_TASKS, tasks=TASKS,
+@MODELS.register("transformer_seq2seq", tasks=TASKS,
                  description="Transformer encoder-decoder, post-LN, shared embeddings; size tiny/small/base "
                              "(small ~37M at 10k pieces)")
 def build_transformer_seq2seq(*, info: dict, **model_kwargs: Any) -> nn.Module:
@@ -413,7 +390,7 @@ def build_transformer_seq2seq(*, info: dict, **model_kwargs: Any) -> nn.Module:
     return TransformerSeq2SeqModel(**_token_facts("transformer_seq2seq", info), **model_kwargs)
 
 
-@MODELS.register("tiny_transformer_seq2seq", task=SEQ2SEQ_TASKS, tasks=TASKS,
+@MODELS.register("tiny_transformer_seq2seq", tasks=TASKS,
                  description="pre-LN Transformer encoder-decoder, d_model 256, 3 layers, tied target "
                              "embeddings (~22M at 32k pieces)")
 def build_tiny_transformer_seq2seq(*, info: dict, **model_kwargs: Any) -> nn.Module:
@@ -537,7 +514,7 @@ class BartSmall(nn.Module):
                 "cache": cache}
 
 
-@MODELS.register("bart_small", task=SEQ2SEQ_TASKS, tasks=TASKS,
+@MODELS.register("bart_small", tasks=TASKS,
                  description="transformers' BART (BartForConditionalGeneration) at a small config, ~31M at 16k "
                              "pieces; pretrained weights when cached")
 def build_bart_small(*, info: dict, **model_kwargs: Any) -> nn.Module:
