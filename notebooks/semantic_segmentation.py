@@ -32,8 +32,8 @@ task: str = "semantic_segmentation"  # the task (this notebook is for semantic s
 dataset: str = "shapes"  # shapes (offline, generated), oxford_iiit_pet or ade20k
 model: str = "unet"  # unet or deeplabv3_resnet50
 optimizer: str = "adamw"  # any of the 16: python -m nbhelpers list optimizers
-epochs: int = 12  # maximum number of epochs (early stopping may end sooner)
-batch_size: int = 32  # training batch size (evaluation too)
+epochs: int = 10  # maximum number of epochs (early stopping may end sooner)
+batch_size: int = 16  # training batch size (evaluation too)
 lr: float = None  # learning rate; None: decided by lr_policy
 lr_policy: str = "per_opt"  # per_opt: the optimizer's researched default; fixed: one LR for all
 lr_overrides: str = ""  # per-optimizer LRs in the --lr-overrides format
@@ -135,11 +135,11 @@ fig.suptitle(f"validation images of {exp.cfg.dataset} and their masks")
 fig.tight_layout()
 plt.show()
 
-# Class shares among the labelled pixels of (up to) 300 training images: the imbalance the
-# loss has to live with.
+# Class shares among the labelled pixels of (up to) 300 validation images (drawn like the
+# training images, but read without augmentation): the imbalance the loss has to live with.
 counts = np.zeros(len(classes), dtype=np.int64)
-for i in range(min(300, len(data.train))):
-    mask = data.train[i][1].numpy()
+for i in range(min(300, len(data.val))):
+    mask = data.val[i][1].numpy()
     counts += np.bincount(mask[mask != ignore].ravel(), minlength=len(classes))[:len(classes)]
 shares = pd.Series(counts / max(counts.sum(), 1), index=classes).sort_values(ascending=False)
 display(shares.head(15).to_frame("share of labelled pixels").style.format("{:.1%}"))
@@ -169,7 +169,9 @@ n_params = sum(p.numel() for p in model.parameters())
 print(model if n_params < 1_000_000 else type(model).__name__)
 print(f"{exp.cfg.model}: {n_params:,} parameters")
 task = exp.task
-images, masks = (torch.stack(t) for t in zip(*[data.train[i] for i in range(min(4, len(data.train)))]))
+# Validation images: reading training images would draw augmentation from the random state
+# that training uses, and the run would no longer match `python -m nbhelpers run`.
+images, masks = (torch.stack(t) for t in zip(*[data.val[i] for i in range(min(4, len(data.val)))]))
 model.eval()
 with torch.no_grad():
     logits, _ = split_output(model(images.to(exp.device)))
@@ -204,7 +206,7 @@ parts = {
     f"the task's loss (dice_weight {task.dice_weight}, class_balanced {task.class_balanced})":
         float(task.criterion(logits, labels)),
 }
-display(pd.Series(parts).to_frame("on 4 training images, untrained model").style.format("{:.4f}"))
+display(pd.Series(parts).to_frame("on 4 validation images, untrained model").style.format("{:.4f}"))
 present = weights > 0
 display(pd.Series(weights[present].cpu().numpy(), index=[classes[i] for i in torch.nonzero(present).ravel()])
         .to_frame("this batch's class weight").style.format("{:.2f}"))
@@ -231,7 +233,9 @@ print(f"lr {exp.choice.lr:g}, weight decay {exp.choice.weight_decay:g} ({exp.cho
 # follows.
 
 # %%
-saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state())
+cuda = exp.device.type == "cuda"
+saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state(),
+         torch.cuda.get_rng_state_all() if cuda else None)
 batch = (images.to(exp.device), labels)
 model.train()
 before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -260,6 +264,8 @@ display(moves.sort_values("relative ||dw|| / ||w||", ascending=False).head(12)
 model.load_state_dict(saved[0])
 optimizer.load_state_dict(saved[1])
 torch.set_rng_state(saved[2])
+if cuda:
+    torch.cuda.set_rng_state_all(saved[3])
 
 # %% [markdown]
 # The Trainer repeats exactly this for every batch of every epoch, and adds what a real run
@@ -289,7 +295,8 @@ print(f"{fit.status} after {len(fit.history)} epochs, {fit.train_time_s:.1f} s o
 # BatchNorm in training mode), dashed lines the validation split after each epoch.
 
 # %%
-fig = run_curves_figure(fit.history, "miou", higher_is_better=True, loss_label="CE + 0.5 (1 - Dice)",
+fig = run_curves_figure(fit.history, exp.task_spec.primary_metric, spec=exp.task_spec.primary,
+                        loss_label="CE + 0.5 (1 - Dice)",
                         title=f"{exp.cfg.model} with {exp.cfg.optimizer} on {exp.cfg.dataset}")
 plt.show()
 

@@ -149,8 +149,9 @@ def _as_tv_tensors(image: Any, mask: np.ndarray, lookup: np.ndarray,
     from torchvision import tv_tensors
     from torchvision.transforms.v2 import functional as TF
 
-    array = np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
-    image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1))
+    # np.array (a copy): PIL's buffers are read-only, which torch warns about.
+    array = np.array(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
+    image_t = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
     mask_t = tv_tensors.Mask(torch.from_numpy(lookup[np.asarray(mask, dtype=np.uint8)]))
     if size is not None:
         image_t = TF.resize(image_t, [size, size], antialias=True)

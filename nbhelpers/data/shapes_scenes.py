@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 SHAPE_CLASSES = ("background", "circle", "square", "triangle")
-# Half-size of a shape in pixels (circle radius, half side of a square, circumradius of a
-# triangle): below ~6 pixels the three outlines are hard to tell apart even for a person.
-MIN_RADIUS, MAX_RADIUS = 6.0, 15.0
+# Half-size of a shape in pixels (circle radius; a square and a triangle of the same area):
+# below ~6 pixels a rotated square and a circle are hard to tell apart even for a person.
+MIN_RADIUS, MAX_RADIUS = 10.0, 18.0
 MAX_SHAPES = 4
 # A shape's colour differs from the background's by at least this much (mean absolute
 # difference over RGB in [0, 1]), so every labelled pixel is visible.
@@ -87,14 +87,14 @@ def generate_scene(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray
         if not inside.any():
             continue
         colour = _colour_far_from(rng, background)
-        shade = rng.uniform(0.0, 0.2) * _texture(rng, yy, xx)
+        shade = rng.uniform(0.0, 0.08) * _texture(rng, yy, xx)
         image[inside] = colour[None, :] + shade[inside][:, None]
         mask[inside] = kind
     # Illumination: a linear gradient in a random direction that brightens one side.
     direction = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - size / 2) * np.cos(direction) + (yy - size / 2) * np.sin(direction)) / size
     image = image * (1.0 + rng.uniform(0.0, 0.6) * ramp)[..., None]
-    image = image + rng.normal(0.0, rng.uniform(0.02, 0.08), size=image.shape).astype(np.float32)
+    image = image + rng.normal(0.0, rng.uniform(0.02, 0.06), size=image.shape).astype(np.float32)
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
 
 

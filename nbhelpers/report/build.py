@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 import nbhelpers
+from nbhelpers.training.rundir import current_umask
 from nbhelpers.report.html import FigureEntry, RunEntry, index_page, notebook_to_html
 from nbhelpers.report.load import load_histories, load_runs
 from nbhelpers.report.plots import figure_bytes, make_figures
@@ -31,6 +32,7 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a report is meant to be read and served
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -268,7 +268,8 @@ class SemanticSegmentation(Task):
         for batch in loader:
             stats, batch_records = self.eval_step(model, batch)
             add_stats(totals, stats)
-            records.extend({"id": len(records) + i, **r} for i, r in enumerate(batch_records))
+            start = len(records)
+            records.extend({"id": start + i, **r} for i, r in enumerate(batch_records))
         metrics = self.summarize(totals)
         if split == "test" and "confusion" in totals:
             metrics.update(self.per_class_iou(totals["confusion"]))
