@@ -71,7 +71,7 @@ import torch
 from torch.utils.data import Dataset
 
 from nbhelpers.data.base import SPLIT_SEED, DataBundle, cap, default_data_dir, fixed_split
-from nbhelpers.data.qa_toy import generate_toy_qa
+from nbhelpers.data.qa_toy import DISTRACTORS, FACTS, PEOPLE, generate_toy_qa
 from nbhelpers.errors import DatasetUnavailableError, UserInputError
 from nbhelpers.registry import DATASETS
 from nbhelpers.squad_metric import answer_tokens, token_f1
@@ -419,11 +419,12 @@ def build_toy_qa(*, data_dir: Path | None = None, max_samples: int | None = None
     splits = {split: list(toy_examples(split, n, per)) for split, n in counts.items()}
     description = (
         f"toy_qa: generated passages (fixed seeds, {counts['train']:,}/{counts['validation']:,}/"
-        f"{counts['test']:,} for train/validation/test) of two to five people with two to four "
-        "facts each (birthplace, home, birth year, job, employer, instrument, pet), shuffled "
-        "together with distractor sentences (a city only visited, a neighbour's pet, where two "
-        f"people met, a job offer declined); {per} questions per passage, paraphrased, asking for "
-        "a fact or for the person; every answer occurs once in its passage.")
+        f"{counts['test']:,} for train/validation/test) of {PEOPLE[0]} to {PEOPLE[1]} people with "
+        f"{FACTS[0]} to {FACTS[1]} facts each (birthplace, home, birth year, job, employer, "
+        f"instrument, pet), shuffled together with {DISTRACTORS[0]} to {DISTRACTORS[1]} distractor "
+        "sentences (a city only visited, a neighbour's pet, where two people met, a job offer "
+        f"declined); {per} questions per passage, paraphrased, asking for a fact or for the person; "
+        "every answer occurs once in its passage.")
     bundle = make_bundle("toy_qa", splits, max_samples=max_samples, options=options, description=description)
     # Time to target: validation F1 85, the level the offline benchmark holds adamw to
     # (benchmarks/results/qa.md).
