@@ -66,7 +66,6 @@ resume: bool = False  # continue from last.pt when the run directory has one
 progress: bool = True  # show progress bars
 
 # %%
-import copy
 import json
 
 import matplotlib.pyplot as plt
@@ -177,53 +176,24 @@ print(f"lr {exp.choice.lr:g}, weight decay {exp.choice.weight_decay:g} ({exp.cho
 # One batch of training windows: the forward pass, the task's loss (`task.train_step`), the
 # backward pass, the optimizer's step, and what changed: the loss on the same batch before
 # and after (dropout off for that comparison), and how far each weight tensor moved
-# relative to its size. The weights, the optimizer state and the random state are put back
-# afterwards, so the training below is exactly what `python -m nbhelpers run` does.
+# relative to its size. It runs on a copy of the model with its own optimizer, inside a
+# forked random state, so the training below is exactly what `python -m nbhelpers run` does.
 
 # %%
-saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state(),
-         torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-model.to(exp.device)
-batch = data.collate_fn([data.train[i] for i in range(min(exp.cfg.batch_size, len(data.train)))])
-batch = {key: value.to(exp.device) for key, value in batch.items()}
+from nbhelpers.training.walkthrough import (batch_loss, isolated_rng, optimizer_step, practice_copy, snapshot,
+                                            update_sizes)
 
-
-def batch_loss() -> float:
-    model.eval()
-    with torch.no_grad():
-        return float(exp.task.train_step(model, batch)[0])
-
-
-loss_before = batch_loss()
-before = {name: p.detach().clone() for name, p in model.named_parameters()}
-model.train()
-
-
-def closure():
-    optimizer.zero_grad(set_to_none=True)
-    loss, _ = exp.task.train_step(model, batch)
+with isolated_rng():  # the dropout drawn here must not move the run's random numbers
+    practice_model, practice_optimizer, batch = practice_copy(exp)
+    before, loss_before = snapshot(practice_model), batch_loss(exp.task, practice_model, batch)
+    practice_optimizer.zero_grad(set_to_none=True)
+    loss, stats = exp.task.train_step(practice_model, batch)  # forward, start + end cross-entropy
     loss.backward()
-    return loss
-
-
-closure()                                  # forward, loss, backward
-gradient_norm = torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
-if hasattr(optimizer, "base_optimizer"):   # SAM/GSAM: a second forward/backward through the closure
-    optimizer.step(closure)
-else:
-    optimizer.step()
-loss_after = batch_loss()
-moved = pd.DataFrame([{"tensor": name, "shape": tuple(p.shape),
-                       "relative update |dw|/|w|": float((p.detach() - before[name]).norm() / before[name].norm().clamp(min=1e-12))}
-                      for name, p in model.named_parameters()])
+    optimizer_step(practice_optimizer, lambda: exp.task.train_step(practice_model, batch)[0])
+    loss_after = batch_loss(exp.task, practice_model, batch)
 print(f"batch of {batch['context_ids'].shape[0]} windows: loss {loss_before:.4f} before, {loss_after:.4f} after "
-      f"one step; gradient norm {float(gradient_norm):.3f}")
-display(moved.sort_values("relative update |dw|/|w|", ascending=False).head(10))
-model.load_state_dict(saved[0])
-optimizer.load_state_dict(saved[1])
-torch.set_rng_state(saved[2])
-if saved[3] is not None:
-    torch.cuda.set_rng_state_all(saved[3])
+      "one step; the relative update of each tensor is |Δw| / |w|:")
+display(update_sizes(before, practice_model))
 
 # %% [markdown]
 # The Trainer repeats exactly this for every batch, and adds what a careful loop needs: it

@@ -64,7 +64,6 @@ resume: bool = False  # continue from last.pt when the run directory has one
 progress: bool = True  # show progress bars
 
 # %%
-import copy
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -228,44 +227,24 @@ print(f"lr {exp.choice.lr:g}, weight decay {exp.choice.weight_decay:g} ({exp.cho
 #
 # What the Trainer does for every batch, written out once: forward pass, the task's loss
 # (`task.train_step`), backward pass, the optimizer's step; then the loss on the same batch
-# again, and how far the step moved each layer's weights. The weights, the optimizer's
-# state and the random state are put back afterwards, so this cell changes nothing that
+# again, and how far the step moved each layer's weights. It runs on a copy of the model
+# with its own optimizer, inside a forked random state, so this cell changes nothing that
 # follows.
 
 # %%
-cuda = exp.device.type == "cuda"
-saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state(),
-         torch.cuda.get_rng_state_all() if cuda else None)
-batch = (images.to(exp.device), labels)
-model.train()
-before = {name: p.detach().clone() for name, p in model.named_parameters()}
-optimizer.zero_grad(set_to_none=True)
-loss, stats = task.train_step(model, batch)  # forward + CE + 0.5 Dice (+ 0.4 aux for DeepLabV3)
-loss.backward()
-if exp.choice.base is not None:  # SAM/GSAM: the optimizer calls back for a second forward/backward
-    def closure():
-        optimizer.zero_grad(set_to_none=True)
-        second, _ = task.train_step(model, batch)
-        second.backward()
-        return second.detach()
-    optimizer.step(closure)
-else:
-    optimizer.step()
-with torch.no_grad():
-    loss_after, _ = task.train_step(model, batch)
-print(f"loss on this batch: {float(loss):.4f} before the step, {float(loss_after):.4f} after")
-moves = pd.DataFrame([
-    {"parameter": name, "shape": tuple(p.shape),
-     "update size ||dw||": float((p.detach() - before[name]).norm()),
-     "relative ||dw|| / ||w||": float((p.detach() - before[name]).norm() / before[name].norm().clamp_min(1e-12))}
-    for name, p in model.named_parameters()])
-display(moves.sort_values("relative ||dw|| / ||w||", ascending=False).head(12)
-        .style.format({"update size ||dw||": "{:.3e}", "relative ||dw|| / ||w||": "{:.3e}"}))
-model.load_state_dict(saved[0])
-optimizer.load_state_dict(saved[1])
-torch.set_rng_state(saved[2])
-if cuda:
-    torch.cuda.set_rng_state_all(saved[3])
+from nbhelpers.training.walkthrough import (batch_loss, isolated_rng, optimizer_step, practice_copy, snapshot,
+                                            update_sizes)
+
+with isolated_rng():  # the augmentation and dropout drawn here must not move the run's random numbers
+    practice_model, practice_optimizer, batch = practice_copy(exp)
+    before, loss_before = snapshot(practice_model), batch_loss(task, practice_model, batch)
+    practice_optimizer.zero_grad(set_to_none=True)
+    loss, stats = task.train_step(practice_model, batch)  # forward + CE + 0.5 Dice (+ 0.4 aux for DeepLabV3)
+    loss.backward()
+    optimizer_step(practice_optimizer, lambda: task.train_step(practice_model, batch)[0])
+    loss_after = batch_loss(task, practice_model, batch)
+print(f"loss on this batch: {loss_before:.4f} before the step, {loss_after:.4f} after")
+display(update_sizes(before, practice_model))
 
 # %% [markdown]
 # The Trainer repeats exactly this for every batch of every epoch, and adds what a real run

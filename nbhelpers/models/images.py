@@ -13,14 +13,13 @@ torchvision is imported only by the builders that wrap its models.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from nbhelpers.errors import UserInputError
+from nbhelpers.models.base import check_knobs, facts_from_info, require
 from nbhelpers.registry import MODELS
 
 TASK = "image_classification"
@@ -29,24 +28,11 @@ FROM_INFO = ("in_channels", "num_classes", "image_size")
 
 def _build(name: str, model_class: type[nn.Module], info: dict, model_kwargs: dict) -> nn.Module:
     """Construct `model_class` from the dataset's info plus the user's knobs, checking names."""
-    knobs = [p.name for p in inspect.signature(model_class.__init__).parameters.values()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in FROM_INFO]
-    unknown = sorted(set(model_kwargs) - set(knobs))
-    if unknown:
-        accepted = ", ".join(knobs) if knobs else "none"
-        raise UserInputError(f"model {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                             f"accepted model_kwargs: {accepted}")
-    missing = [key for key in FROM_INFO if key not in info]
-    if missing:
-        raise UserInputError(f"model {name!r} needs an image dataset, but the dataset's info lacks "
-                             f"{', '.join(missing)}")
-    return model_class(**{key: int(info[key]) for key in FROM_INFO}, **model_kwargs)
+    check_knobs(name, model_class, model_kwargs, exclude=FROM_INFO)
+    facts = facts_from_info(name, info, {key: key for key in FROM_INFO}, needs="an image dataset")
+    return model_class(**facts, **model_kwargs)
 
 
-def _require(condition: bool, message: str) -> None:
-    """Raise a UserInputError with `message` unless `condition` holds (knob validation)."""
-    if not condition:
-        raise UserInputError(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,10 +50,10 @@ class CNNScratch(nn.Module):
     def __init__(self, *, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
                  width: float = 1.0, hidden: int = 384, dropout: float = 0.25):
         super().__init__()
-        _require(width > 0, f"cnn_scratch: width must be > 0, got {width}")
-        _require(hidden >= 1, f"cnn_scratch: hidden must be >= 1, got {hidden}")
-        _require(0 <= dropout < 1, f"cnn_scratch: dropout must be in [0, 1), got {dropout}")
-        _require(image_size >= 4, f"cnn_scratch: images must be at least 4x4, got {image_size}")
+        require(width > 0, f"cnn_scratch: width must be > 0, got {width}")
+        require(hidden >= 1, f"cnn_scratch: hidden must be >= 1, got {hidden}")
+        require(0 <= dropout < 1, f"cnn_scratch: dropout must be in [0, 1), got {dropout}")
+        require(image_size >= 4, f"cnn_scratch: images must be at least 4x4, got {image_size}")
         c1, c2, c3 = (max(1, round(base * width)) for base in (16, 32, 64))
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, c1, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
@@ -108,9 +94,9 @@ class MNISTTiny(nn.Module):
     def __init__(self, *, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
                  dropout: float = 0.0):
         super().__init__()
-        _require(0 <= dropout < 1, f"mnist_tiny: dropout must be in [0, 1), got {dropout}")
+        require(0 <= dropout < 1, f"mnist_tiny: dropout must be in [0, 1), got {dropout}")
         # The convolutions and pools need at least 26 pixels to leave a 1x1 map.
-        _require(image_size >= 26, f"mnist_tiny needs images of at least 26x26, got {image_size}")
+        require(image_size >= 26, f"mnist_tiny needs images of at least 26x26, got {image_size}")
         layers: list[nn.Module] = []
         channels = in_channels
         for index, out in enumerate(self.CHANNELS):
@@ -186,8 +172,8 @@ class VGG11(nn.Module):
         # initialize the 120M-parameter ImageNet classifier that we throw away (~2 s, 0.5 GB).
         from torchvision.models.vgg import cfgs, make_layers
 
-        _require(hidden >= 1, f"vgg11: hidden must be >= 1, got {hidden}")
-        _require(0 <= dropout < 1, f"vgg11: dropout must be in [0, 1), got {dropout}")
+        require(hidden >= 1, f"vgg11: hidden must be >= 1, got {hidden}")
+        require(0 <= dropout < 1, f"vgg11: dropout must be in [0, 1), got {dropout}")
         features = make_layers(cfgs["A"], batch_norm=True)  # "A" is VGG-11
         first = features[0]
         features[0] = nn.Conv2d(in_channels, first.out_channels, 3, padding=1)
@@ -237,8 +223,8 @@ class EfficientNetB0(nn.Module):
         super().__init__()
         from torchvision.models import efficientnet_b0
 
-        _require(0 <= dropout < 1, f"efficientnet_b0: dropout must be in [0, 1), got {dropout}")
-        _require(0 <= stochastic_depth_prob < 1,
+        require(0 <= dropout < 1, f"efficientnet_b0: dropout must be in [0, 1), got {dropout}")
+        require(0 <= stochastic_depth_prob < 1,
                  "efficientnet_b0: stochastic_depth_prob must be in [0, 1), "
                  f"got {stochastic_depth_prob}")
         net = efficientnet_b0(weights=None, num_classes=num_classes, dropout=dropout,
@@ -274,9 +260,9 @@ class ViT(nn.Module):
         super().__init__()
         from torchvision.models.vision_transformer import VisionTransformer
 
-        _require(patch_size >= 1 and image_size % patch_size == 0,
+        require(patch_size >= 1 and image_size % patch_size == 0,
                  f"vit: image size {image_size} is not a multiple of patch_size {patch_size}")
-        _require(hidden_dim % heads == 0,
+        require(hidden_dim % heads == 0,
                  f"vit: hidden_dim {hidden_dim} is not a multiple of heads {heads}")
         net = VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=depth,
                                 num_heads=heads, hidden_dim=hidden_dim, mlp_dim=mlp_dim,

@@ -15,7 +15,6 @@ the embedding table is counted once. Recurrent models start every chunk from a z
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Sequence
 
@@ -23,24 +22,17 @@ import torch
 from torch import nn
 
 from nbhelpers.errors import UserInputError
+from nbhelpers.models.base import check_knobs, require
 from nbhelpers.registry import MODELS
 
 TASK = "text_generation"
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserInputError(message)
 
 
 def _build(name: str, model_class: type[nn.Module], info: dict, model_kwargs: dict) -> nn.Module:
     """Construct `model_class(vocab_size=info["vocab_size"], **model_kwargs)`, checking knob names."""
-    knobs = [p.name for p in inspect.signature(model_class.__init__).parameters.values()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "vocab_size"]
-    unknown = sorted(set(model_kwargs) - set(knobs))
-    if unknown:
-        raise UserInputError(f"model {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                             f"accepted model_kwargs: {', '.join(knobs)}")
+    knobs = check_knobs(name, model_class, model_kwargs, exclude=("vocab_size",))
     if "vocab_size" not in info:
         raise UserInputError(f"model {name!r} needs a language-modelling dataset (its info has no vocab_size)")
     kwargs = dict(model_kwargs)
@@ -49,16 +41,16 @@ def _build(name: str, model_class: type[nn.Module], info: dict, model_kwargs: di
     model = model_class(vocab_size=int(info["vocab_size"]), **kwargs)
     bptt = int(info.get("bptt", 0))
     max_len = getattr(model, "max_len", None)
-    _require(max_len is None or bptt <= max_len,
+    require(max_len is None or bptt <= max_len,
              f"model {name!r}: max_len={max_len} is shorter than the dataset's chunks (bptt={bptt})")
     return model
 
 
 def _check_common(name: str, *, vocab_size: int, d_model: int, layers: int, dropout: float) -> None:
-    _require(vocab_size >= 2, f"{name}: vocab_size must be >= 2, got {vocab_size}")
-    _require(d_model >= 1, f"{name}: d_model must be >= 1, got {d_model}")
-    _require(layers >= 1, f"{name}: layers must be >= 1, got {layers}")
-    _require(0 <= dropout < 1, f"{name}: dropout must be in [0, 1), got {dropout}")
+    require(vocab_size >= 2, f"{name}: vocab_size must be >= 2, got {vocab_size}")
+    require(d_model >= 1, f"{name}: d_model must be >= 1, got {d_model}")
+    require(layers >= 1, f"{name}: layers must be >= 1, got {layers}")
+    require(0 <= dropout < 1, f"{name}: dropout must be in [0, 1), got {dropout}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,10 +72,10 @@ class GPTSmall(nn.Module):
                  layers: int = 4, dropout: float = 0.1, max_len: int = DEFAULT_MAX_LEN):
         super().__init__()
         _check_common("gpt_small", vocab_size=vocab_size, d_model=d_model, layers=layers, dropout=dropout)
-        _require(heads >= 1 and d_model % heads == 0,
+        require(heads >= 1 and d_model % heads == 0,
                  f"gpt_small: d_model ({d_model}) must be a multiple of heads ({heads})")
-        _require(ff >= 1, f"gpt_small: ff must be >= 1, got {ff}")
-        _require(max_len >= 1, f"gpt_small: max_len must be >= 1, got {max_len}")
+        require(ff >= 1, f"gpt_small: ff must be >= 1, got {ff}")
+        require(max_len >= 1, f"gpt_small: max_len must be >= 1, got {max_len}")
         self.max_len = max_len
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = nn.Embedding(max_len, d_model)

@@ -27,14 +27,12 @@ from torch import nn
 
 from nbhelpers.errors import UserInputError
 from nbhelpers.models.crf import CRF, iob2_constraints
+from nbhelpers.models.base import require
 from nbhelpers.registry import MODELS
 
 TASK = "ner"
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserInputError(message)
 
 
 class CharCNN(nn.Module):
@@ -77,11 +75,11 @@ class BiLSTMCRF(nn.Module):
                  char_vocab_size: int | None = None, char_embed_dim: int = 30, char_filters: int = 100,
                  char_kernel: int = 3):
         super().__init__()
-        _require(embed_dim >= 1 and hidden >= 1, "ner model: embed_dim and hidden must be >= 1")
-        _require(layers >= 1, f"ner model: layers must be >= 1, got {layers}")
-        _require(0 <= dropout < 1, f"ner model: dropout must be in [0, 1), got {dropout}")
-        _require(0 <= word_dropout < 1, f"ner model: word_dropout must be in [0, 1), got {word_dropout}")
-        _require(char_kernel >= 1 and char_kernel % 2 == 1,
+        require(embed_dim >= 1 and hidden >= 1, "ner model: embed_dim and hidden must be >= 1")
+        require(layers >= 1, f"ner model: layers must be >= 1, got {layers}")
+        require(0 <= dropout < 1, f"ner model: dropout must be in [0, 1), got {dropout}")
+        require(0 <= word_dropout < 1, f"ner model: word_dropout must be in [0, 1), got {word_dropout}")
+        require(char_kernel >= 1 and char_kernel % 2 == 1,
                  f"ner model: char_kernel must be an odd number >= 1, got {char_kernel}")
         self.tag_names = list(tag_names)
         self.pad_id, self.unk_id, self.word_dropout = pad_id, unk_id, word_dropout

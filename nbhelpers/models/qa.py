@@ -15,38 +15,25 @@ a UserInputError that lists the accepted ones.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from nbhelpers.errors import UserInputError
+from nbhelpers.models.base import check_knobs, facts_from_info, require
 from nbhelpers.registry import MODELS
 
 TASK = "question_answering"
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserInputError(message)
 
 
 def _build(name: str, model_class: type[nn.Module], info: dict, model_kwargs: dict,
            from_info: dict[str, str]) -> nn.Module:
     """model_class(**facts from info, **model_kwargs), checking the knob names first."""
-    knobs = [p.name for p in inspect.signature(model_class.__init__).parameters.values()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in from_info]
-    unknown = sorted(set(model_kwargs) - set(knobs))
-    if unknown:
-        raise UserInputError(f"model {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                             f"accepted model_kwargs: {', '.join(knobs)}")
-    missing = [key for key in from_info.values() if key not in info]
-    if missing:
-        raise UserInputError(f"model {name!r} needs a question-answering dataset, but the dataset's "
-                             f"info lacks {', '.join(missing)}")
-    facts = {argument: int(info[key]) for argument, key in from_info.items()}
+    check_knobs(name, model_class, model_kwargs, exclude=from_info)
+    facts = facts_from_info(name, info, from_info, needs="a question-answering dataset")
     return model_class(**facts, **model_kwargs)
 
 
@@ -78,13 +65,13 @@ class TransformerQA(nn.Module):
                  context_layers: int = 4, question_layers: int = 2, fusion_layers: int = 1,
                  dropout: float = 0.1):
         super().__init__()
-        _require(vocab_size >= 2, f"transformer_qa: vocab_size must be >= 2, got {vocab_size}")
-        _require(d_model >= 1 and heads >= 1 and d_model % heads == 0,
+        require(vocab_size >= 2, f"transformer_qa: vocab_size must be >= 2, got {vocab_size}")
+        require(d_model >= 1 and heads >= 1 and d_model % heads == 0,
                  f"transformer_qa: d_model ({d_model}) must be a positive multiple of heads ({heads})")
-        _require(ff >= 1, f"transformer_qa: ff must be >= 1, got {ff}")
-        _require(context_layers >= 1 and question_layers >= 1 and fusion_layers >= 0,
+        require(ff >= 1, f"transformer_qa: ff must be >= 1, got {ff}")
+        require(context_layers >= 1 and question_layers >= 1 and fusion_layers >= 0,
                  "transformer_qa: context_layers and question_layers must be >= 1, fusion_layers >= 0")
-        _require(0 <= dropout < 1, f"transformer_qa: dropout must be in [0, 1), got {dropout}")
+        require(0 <= dropout < 1, f"transformer_qa: dropout must be in [0, 1), got {dropout}")
         self.max_context_len, self.max_question_len = max_context_len, max_question_len
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
         # +1: the [NULL] slot in front of every window.
@@ -213,10 +200,10 @@ class BiLSTMAttentionQA(nn.Module):
     def __init__(self, *, vocab_size: int, pad_id: int = 0, embed_dim: int = 128, hidden: int = 128,
                  modeling_layers: int = 2, dropout: float = 0.2, exact_match: bool = True):
         super().__init__()
-        _require(vocab_size >= 2, f"bilstm_attention_qa: vocab_size must be >= 2, got {vocab_size}")
-        _require(embed_dim >= 1 and hidden >= 1, "bilstm_attention_qa: embed_dim and hidden must be >= 1")
-        _require(modeling_layers >= 1, f"bilstm_attention_qa: modeling_layers must be >= 1, got {modeling_layers}")
-        _require(0 <= dropout < 1, f"bilstm_attention_qa: dropout must be in [0, 1), got {dropout}")
+        require(vocab_size >= 2, f"bilstm_attention_qa: vocab_size must be >= 2, got {vocab_size}")
+        require(embed_dim >= 1 and hidden >= 1, "bilstm_attention_qa: embed_dim and hidden must be >= 1")
+        require(modeling_layers >= 1, f"bilstm_attention_qa: modeling_layers must be >= 1, got {modeling_layers}")
+        require(0 <= dropout < 1, f"bilstm_attention_qa: dropout must be in [0, 1), got {dropout}")
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         self.exact_match = bool(exact_match)

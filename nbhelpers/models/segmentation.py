@@ -16,7 +16,6 @@ auxiliary head is skipped: it plays no part in predictions, so it should cost no
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nbhelpers.errors import UserInputError
+from nbhelpers.models.base import check_knobs, facts_from_info, require
 from nbhelpers.registry import MODELS
 
 TASK = "semantic_segmentation"
@@ -34,23 +33,11 @@ FROM_INFO = ("in_channels", "num_classes")
 
 def _build(name: str, model_class: type[nn.Module], info: dict, model_kwargs: dict) -> nn.Module:
     """Construct `model_class` from the dataset's info plus the user's knobs, checking names."""
-    knobs = [p.name for p in inspect.signature(model_class.__init__).parameters.values()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in FROM_INFO]
-    unknown = sorted(set(model_kwargs) - set(knobs))
-    if unknown:
-        accepted = ", ".join(knobs) if knobs else "none"
-        raise UserInputError(f"model {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                             f"accepted model_kwargs: {accepted}")
-    missing = [key for key in FROM_INFO if key not in info]
-    if missing:
-        raise UserInputError(f"model {name!r} needs a segmentation dataset, but the dataset's info "
-                             f"lacks {', '.join(missing)}")
-    return model_class(**{key: int(info[key]) for key in FROM_INFO}, **model_kwargs)
+    check_knobs(name, model_class, model_kwargs, exclude=FROM_INFO)
+    facts = facts_from_info(name, info, {key: key for key in FROM_INFO}, needs="a segmentation dataset")
+    return model_class(**facts, **model_kwargs)
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserInputError(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,8 +88,8 @@ class UNet(nn.Module):
     def __init__(self, *, in_channels: int = 3, num_classes: int = 2, width: int = 64,
                  depth: int = 4, bilinear: bool = True):
         super().__init__()
-        _require(int(width) >= 1, f"unet: width must be >= 1, got {width}")
-        _require(1 <= int(depth) <= 6, f"unet: depth must be between 1 and 6, got {depth}")
+        require(int(width) >= 1, f"unet: width must be >= 1, got {width}")
+        require(1 <= int(depth) <= 6, f"unet: depth must be between 1 and 6, got {depth}")
         width, depth = int(width), int(depth)
         self.depth = depth
         channels = [width * 2 ** level for level in range(depth + 1)]
@@ -177,9 +164,9 @@ class DeepLabV3ResNet50(nn.Module):
         from torchvision.models import ResNet50_Weights
         from torchvision.models.segmentation import deeplabv3_resnet50
 
-        _require(in_channels == 3, "deeplabv3_resnet50 takes RGB images (3 channels), "
+        require(in_channels == 3, "deeplabv3_resnet50 takes RGB images (3 channels), "
                                    f"got {in_channels}")
-        _require(pretrained_backbone in ("auto", "on", "off"),
+        require(pretrained_backbone in ("auto", "on", "off"),
                  f"deeplabv3_resnet50: pretrained_backbone must be auto, on or off, "
                  f"got {pretrained_backbone!r}")
         weights = None

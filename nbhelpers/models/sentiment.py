@@ -13,7 +13,6 @@ tokenizer. transformers and tokenizers are imported only by distilbert_sentiment
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections import Counter
 from typing import Any, Sequence
@@ -23,25 +22,13 @@ from torch import nn
 
 from nbhelpers.data.sentiment import hub_unreachable_reason, use_tokenizer
 from nbhelpers.errors import UserInputError
+from nbhelpers.models.base import check_knobs, require
 from nbhelpers.registry import MODELS
 
 TASK = "sentiment_analysis"
 CHECKPOINT = "distilbert-base-uncased"
 
 
-def _check_knobs(name: str, model_class: type, model_kwargs: dict, exclude: Sequence[str]) -> None:
-    """Unknown knobs are a UserInputError listing the accepted ones."""
-    knobs = [p.name for p in inspect.signature(model_class.__init__).parameters.values()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in exclude]
-    unknown = sorted(set(model_kwargs) - set(knobs))
-    if unknown:
-        raise UserInputError(f"model {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                             f"accepted model_kwargs: {', '.join(knobs)}")
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserInputError(message)
 
 
 def _need_text_info(name: str, info: dict, keys: Sequence[str]) -> None:
@@ -68,10 +55,10 @@ class LSTMSentiment(nn.Module):
                  embed_dim: int = 128, hidden: int = 128, layers: int = 1, dropout: float = 0.5,
                  pooling: str = "max"):
         super().__init__()
-        _require(embed_dim >= 1 and hidden >= 1, "lstm_sentiment: embed_dim and hidden must be >= 1")
-        _require(layers >= 1, f"lstm_sentiment: layers must be >= 1, got {layers}")
-        _require(0 <= dropout < 1, f"lstm_sentiment: dropout must be in [0, 1), got {dropout}")
-        _require(pooling in ("max", "mean"),
+        require(embed_dim >= 1 and hidden >= 1, "lstm_sentiment: embed_dim and hidden must be >= 1")
+        require(layers >= 1, f"lstm_sentiment: layers must be >= 1, got {layers}")
+        require(0 <= dropout < 1, f"lstm_sentiment: dropout must be in [0, 1), got {dropout}")
+        require(pooling in ("max", "mean"),
                  f"lstm_sentiment: pooling must be 'max' or 'mean', got {pooling!r}")
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
@@ -103,7 +90,7 @@ class LSTMSentiment(nn.Module):
 def build_lstm_sentiment(*, info: dict, **model_kwargs: Any) -> nn.Module:
     """lstm_sentiment over the dataset's word tokens; knobs: embed_dim, hidden, layers, dropout,
     pooling ("max" or "mean")."""
-    _check_knobs("lstm_sentiment", LSTMSentiment, model_kwargs, ("vocab_size", "num_classes", "pad_id"))
+    check_knobs("lstm_sentiment", LSTMSentiment, model_kwargs, ("vocab_size", "num_classes", "pad_id"))
     _need_text_info("lstm_sentiment", info, ("word_tokenizer", "num_classes"))
     use_tokenizer(info, info["word_tokenizer"])
     return LSTMSentiment(vocab_size=info["vocab_size"], num_classes=int(info["num_classes"]),
@@ -170,9 +157,9 @@ class DistilBertSentiment(nn.Module):
                  hidden_dim: int | None = None, vocab_size: int = 30522, dropout: float = 0.1,
                  seq_classif_dropout: float = 0.2):
         super().__init__()
-        _require(pretrained in (True, False, "auto"),
+        require(pretrained in (True, False, "auto"),
                  f"distilbert_sentiment: pretrained must be true, false or 'auto', got {pretrained!r}")
-        _require(0 <= dropout < 1 and 0 <= seq_classif_dropout < 1,
+        require(0 <= dropout < 1 and 0 <= seq_classif_dropout < 1,
                  "distilbert_sentiment: dropouts must be in [0, 1)")
         shape = {key: value for key, value in (("dim", dim), ("n_layers", n_layers),
                                                ("n_heads", n_heads), ("hidden_dim", hidden_dim))
@@ -217,7 +204,7 @@ class DistilBertSentiment(nn.Module):
             num_labels=num_labels, dim=shape.get("dim", base.dim),
             n_layers=shape.get("n_layers", base.n_layers), n_heads=shape.get("n_heads", base.n_heads),
             hidden_dim=shape.get("hidden_dim", base.hidden_dim), **dropouts)
-        _require(config.dim % config.n_heads == 0,
+        require(config.dim % config.n_heads == 0,
                  f"distilbert_sentiment: dim {config.dim} is not a multiple of n_heads {config.n_heads}")
         return DistilBertForSequenceClassification(config)
 
@@ -261,7 +248,7 @@ def build_distilbert_sentiment(*, info: dict, **model_kwargs: Any) -> nn.Module:
     """distilbert_sentiment; knobs: pretrained (true/false/auto), checkpoint, dim, n_layers,
     n_heads, hidden_dim, vocab_size (of a WordPiece vocabulary built from the data), dropout,
     seq_classif_dropout. Installs its tokenizer in info."""
-    _check_knobs("distilbert_sentiment", DistilBertSentiment, model_kwargs, ("info",))
+    check_knobs("distilbert_sentiment", DistilBertSentiment, model_kwargs, ("info",))
     _need_text_info("distilbert_sentiment", info, ("num_classes",))
     model = DistilBertSentiment(info=info, **model_kwargs)
     use_tokenizer(info, model.tokenizer)

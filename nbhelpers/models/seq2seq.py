@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from torch import nn
 
 from nbhelpers.errors import UserInputError
 from nbhelpers.models.decoding import index_state
+from nbhelpers.models.base import check_knobs, require
 from nbhelpers.registry import MODELS
 
 TASKS = ("machine_translation", "text_summarization")
@@ -38,22 +39,6 @@ TASKS = ("machine_translation", "text_summarization")
 
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserInputError(message)
-
-
-def _knobs(model_class: type, exclude: Sequence[str]) -> list[str]:
-    return [p.name for p in inspect.signature(model_class.__init__).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in exclude]
-
-
-def _check_knobs(name: str, model_class: type, model_kwargs: dict, exclude: Sequence[str]) -> None:
-    knobs = _knobs(model_class, exclude)
-    unknown = sorted(set(model_kwargs) - set(knobs))
-    if unknown:
-        raise UserInputError(f"model {name!r} does not accept {', '.join(map(repr, unknown))}; "
-                             f"accepted model_kwargs: {', '.join(knobs)}")
 
 
 def _token_facts(name: str, info: dict) -> dict[str, int]:
@@ -65,7 +50,7 @@ def _token_facts(name: str, info: dict) -> dict[str, int]:
 
 
 def _check_dropout(name: str, dropout: float) -> None:
-    _require(0 <= dropout < 1, f"{name}: dropout must be in [0, 1), got {dropout}")
+    require(0 <= dropout < 1, f"{name}: dropout must be in [0, 1), got {dropout}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,9 +71,9 @@ class LSTMSeq2Seq(nn.Module):
     def __init__(self, *, vocab_size: int, pad_id: int, embed_dim: int = 256, hidden: int = 512,
                  layers: int = 2, dropout: float = 0.3):
         super().__init__()
-        _require(embed_dim >= 1 and hidden >= 2 and hidden % 2 == 0,
+        require(embed_dim >= 1 and hidden >= 2 and hidden % 2 == 0,
                  f"lstm_seq2seq: embed_dim must be >= 1 and hidden an even number >= 2, got {embed_dim}, {hidden}")
-        _require(layers >= 1, f"lstm_seq2seq: layers must be >= 1, got {layers}")
+        require(layers >= 1, f"lstm_seq2seq: layers must be >= 1, got {layers}")
         _check_dropout("lstm_seq2seq", dropout)
         self.pad_id, self.hidden, self.layers = pad_id, hidden, layers
         between = dropout if layers > 1 else 0.0
@@ -157,7 +142,7 @@ class LSTMSeq2Seq(nn.Module):
                  description="BiLSTM encoder, LSTM decoder with Luong attention and input feeding (~18M at 10k pieces)")
 def build_lstm_seq2seq(*, info: dict, **model_kwargs: Any) -> nn.Module:
     """lstm_seq2seq; knobs: embed_dim, hidden, layers, dropout."""
-    _check_knobs("lstm_seq2seq", LSTMSeq2Seq, model_kwargs, ("vocab_size", "pad_id"))
+    check_knobs("lstm_seq2seq", LSTMSeq2Seq, model_kwargs, ("vocab_size", "pad_id"))
     return LSTMSeq2Seq(**_token_facts("lstm_seq2seq", info), **model_kwargs)
 
 
@@ -270,11 +255,11 @@ class TransformerSeq2Seq(nn.Module):
                  share_embeddings: bool, activation: str = "relu"):
         super().__init__()
         decoder_layers = layers if decoder_layers is None else decoder_layers
-        _require(d_model >= 2 and heads >= 1 and d_model % heads == 0,
+        require(d_model >= 2 and heads >= 1 and d_model % heads == 0,
                  f"{name}: d_model ({d_model}) must be a multiple of heads ({heads})")
-        _require(ff >= 1 and layers >= 1 and decoder_layers >= 1,
+        require(ff >= 1 and layers >= 1 and decoder_layers >= 1,
                  f"{name}: ff, layers and decoder_layers must be >= 1")
-        _require(activation in ("relu", "gelu"), f"{name}: activation must be 'relu' or 'gelu', got {activation!r}")
+        require(activation in ("relu", "gelu"), f"{name}: activation must be 'relu' or 'gelu', got {activation!r}")
         _check_dropout(name, dropout)
         self.d_model, self.pad_id, self.pre_norm = d_model, pad_id, pre_norm
         self.scale = math.sqrt(d_model)
@@ -359,7 +344,7 @@ class TransformerSeq2SeqModel(TransformerSeq2Seq):
                  heads: int | None = None, ff: int | None = None, layers: int | None = None,
                  decoder_layers: int | None = None, dropout: float = 0.3, pre_norm: bool = False,
                  share_embeddings: bool = True):
-        _require(size in TRANSFORMER_SIZES,
+        require(size in TRANSFORMER_SIZES,
                  f"transformer_seq2seq: size must be one of {', '.join(TRANSFORMER_SIZES)}, got {size!r}")
         preset = TRANSFORMER_SIZES[size]
         super().__init__(name="transformer_seq2seq", vocab_size=vocab_size, pad_id=pad_id,
@@ -386,7 +371,7 @@ class TinyTransformerSeq2Seq(TransformerSeq2Seq):
 def build_transformer_seq2seq(*, info: dict, **model_kwargs: Any) -> nn.Module:
     """transformer_seq2seq; knobs: size, d_model, heads, ff, layers, decoder_layers, dropout, pre_norm,
     share_embeddings."""
-    _check_knobs("transformer_seq2seq", TransformerSeq2SeqModel, model_kwargs, ("vocab_size", "pad_id"))
+    check_knobs("transformer_seq2seq", TransformerSeq2SeqModel, model_kwargs, ("vocab_size", "pad_id"))
     return TransformerSeq2SeqModel(**_token_facts("transformer_seq2seq", info), **model_kwargs)
 
 
@@ -395,7 +380,7 @@ def build_transformer_seq2seq(*, info: dict, **model_kwargs: Any) -> nn.Module:
                              "embeddings (~22M at 32k pieces)")
 def build_tiny_transformer_seq2seq(*, info: dict, **model_kwargs: Any) -> nn.Module:
     """tiny_transformer_seq2seq; knobs: d_model, heads, ff, layers, decoder_layers, dropout, share_embeddings."""
-    _check_knobs("tiny_transformer_seq2seq", TinyTransformerSeq2Seq, model_kwargs, ("vocab_size", "pad_id"))
+    check_knobs("tiny_transformer_seq2seq", TinyTransformerSeq2Seq, model_kwargs, ("vocab_size", "pad_id"))
     return TinyTransformerSeq2Seq(**_token_facts("tiny_transformer_seq2seq", info), **model_kwargs)
 
 
@@ -423,10 +408,10 @@ class BartSmall(nn.Module):
                  d_model: int = 512, layers: int = 3, heads: int = 8, ff: int = 2048, dropout: float = 0.1,
                  max_positions: int | None = None):
         super().__init__()
-        _require(pretrained in (True, False, "auto"),
+        require(pretrained in (True, False, "auto"),
                  f"bart_small: pretrained must be true, false or 'auto', got {pretrained!r}")
-        _require(d_model % heads == 0, f"bart_small: d_model ({d_model}) must be a multiple of heads ({heads})")
-        _require(layers >= 1 and ff >= 1, "bart_small: layers and ff must be >= 1")
+        require(d_model % heads == 0, f"bart_small: d_model ({d_model}) must be a multiple of heads ({heads})")
+        require(layers >= 1 and ff >= 1, "bart_small: layers and ff must be >= 1")
         _check_dropout("bart_small", dropout)
         self.pretrained = False
         loaded = self._load_pretrained(checkpoint, download=pretrained is True) if pretrained else None
@@ -442,7 +427,7 @@ class BartSmall(nn.Module):
         facts = _token_facts("bart_small", info)
         longest = max(int(info.get("max_source_len", 0)), int(info.get("max_target_len", 0)))
         positions = max_positions or max(512, longest + 2)
-        _require(positions >= longest, f"bart_small: max_positions={positions} is shorter than the "
+        require(positions >= longest, f"bart_small: max_positions={positions} is shorter than the "
                  f"dataset's longest sequence ({longest})")
         from transformers import BartConfig, BartForConditionalGeneration
         config = BartConfig(
@@ -519,5 +504,5 @@ class BartSmall(nn.Module):
                              "pieces; pretrained weights when cached")
 def build_bart_small(*, info: dict, **model_kwargs: Any) -> nn.Module:
     """bart_small; knobs: pretrained, checkpoint, d_model, layers, heads, ff, dropout, max_positions."""
-    _check_knobs("bart_small", BartSmall, model_kwargs, ("info",))
+    check_knobs("bart_small", BartSmall, model_kwargs, ("info",))
     return BartSmall(info=info, **model_kwargs)

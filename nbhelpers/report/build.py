@@ -14,6 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 
 import nbhelpers
@@ -78,32 +79,29 @@ def _package_importable_by_kernel():
             os.environ["PYTHONPATH"] = old
 
 
-def _execute_report_notebook(sweep_dir: Path, report_dir: Path) -> bool:
-    """Execute notebooks/report.py into report/report.ipynb and export it to report.html.
+def execute_notebook(source: Path, output: Path, *, parameters: dict, title: str,
+                     hide_parameters: bool = False) -> bool:
+    """Execute a percent-format notebook with papermill into `output` (.ipynb) and export it beside it (.html).
 
-    Returns False (with a warning) when the notebook source is not there, as in
-    an installation without the repository. A failing notebook is still saved
+    Returns False (with a warning) when the source is not there, as in an installation
+    without the repository. papermill saves after every cell, so it runs into a temporary
+    name and `output` is always whole. With `hide_parameters`, the HTML leaves out the cell
+    papermill injects (it holds this machine's paths). A failing notebook is still saved
     and exported, so its error is readable, before the error is raised again.
     """
-    if not REPORT_NOTEBOOK.is_file():
-        warnings.warn(f"report notebook {REPORT_NOTEBOOK} not found; skipping report.ipynb and report.html",
-                      stacklevel=3)
+    if not source.is_file():
+        warnings.warn(f"notebook {source} not found; skipping {output.name} and its HTML", stacklevel=3)
         return False
     import papermill  # imported here: only this step needs the notebook tool chain
 
     from nbhelpers.sweep.notebooks import read_notebook
-    notebook = read_notebook(REPORT_NOTEBOOK)
-    output = report_dir / "report.ipynb"
-    # papermill saves after every cell; running into a temporary name keeps report.ipynb whole.
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".ipynb", dir=report_dir)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".ipynb", dir=output.parent)
     os.close(fd)
     error = None
     try:
         with _package_importable_by_kernel():
-            papermill.execute_notebook(
-                notebook, tmp, parameters={"sweep_dir": str(sweep_dir)},
-                kernel_name="python3", progress_bar=False,
-            )
+            papermill.execute_notebook(read_notebook(source), tmp, parameters=parameters,
+                                       kernel_name="python3", progress_bar=False)
     except papermill.PapermillExecutionError as exc:
         error = exc
     except BaseException:
@@ -111,10 +109,22 @@ def _execute_report_notebook(sweep_dir: Path, report_dir: Path) -> bool:
             os.unlink(tmp)
         raise
     os.replace(tmp, output)
-    write_atomic(report_dir / "report.html", notebook_to_html(output, title=f"Report: {sweep_dir.name}"))
+    executed = nbformat.read(output, as_version=4)
+    if hide_parameters:
+        for cell in executed.cells:
+            tags = cell.metadata.get("tags", [])
+            if "injected-parameters" in tags:
+                cell.metadata["tags"] = [*tags, "remove-cell"]
+    write_atomic(output.with_suffix(".html"), notebook_to_html(executed, title=title))
     if error is not None:
         raise error
     return True
+
+
+def _execute_report_notebook(sweep_dir: Path, report_dir: Path) -> bool:
+    """Execute notebooks/report.py into report/report.ipynb and export it to report.html."""
+    return execute_notebook(REPORT_NOTEBOOK, report_dir / "report.ipynb", parameters={"sweep_dir": str(sweep_dir)},
+                            title=f"Report: {sweep_dir.name}")
 
 
 def _values(runs: pd.DataFrame, column: str) -> str:

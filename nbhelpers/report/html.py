@@ -81,7 +81,7 @@ class FigureEntry:
     vector: tuple[str, ...] = ()  # relative paths of the same figure as SVG and PDF
 
 
-_CSS = """
+BASE_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
        padding: 0 1rem; color: #222; line-height: 1.45; }
 h1 { margin-bottom: 0.2rem; } .subtitle { color: #555; margin-top: 0; }
@@ -111,7 +111,7 @@ def index_page(*, title: str, subtitle: str, table_html: str, figures: list[Figu
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{BASE_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f'<p class="subtitle">{esc(subtitle)}</p>',
     ]

@@ -9,18 +9,13 @@ read. Every file is written atomically (build.write_atomic).
 
 from __future__ import annotations
 
-import contextlib
 import html
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
-import nbformat
 
 import nbhelpers
-from nbhelpers.report.build import _package_importable_by_kernel, write_atomic
-from nbhelpers.report.html import _CSS, notebook_to_html
+from nbhelpers.report.build import execute_notebook, write_atomic
+from nbhelpers.report.html import BASE_CSS
 from nbhelpers.report.leaderboard import (TAU_MAX, Leaderboard, leaderboard, leaderboard_figures,
                                           leaderboard_tables, load_sweeps, markdown_report, opening_paragraph, to_csv,
                                           to_html, workloads_table)
@@ -42,43 +37,6 @@ def write_leaderboard_files(board: Leaderboard, output_dir: str | Path) -> list:
     return figures
 
 
-def execute_notebook(source: Path, output: Path, *, parameters: dict, title: str) -> bool:
-    """Execute a percent-format notebook with papermill into `output` (.ipynb) and export it beside it (.html).
-
-    Returns False (with a warning) when the source is not there (an installation without the
-    repository). The parameters cell papermill injects holds this machine's paths, so the HTML
-    leaves it out. A failing notebook is saved and exported, so its error is readable, before
-    the error is raised again.
-    """
-    if not source.is_file():
-        warnings.warn(f"notebook {source.name} not found; skipping {output.name}", stacklevel=3)
-        return False
-    import papermill  # only this step needs the notebook tool chain
-
-    from nbhelpers.sweep.notebooks import read_notebook
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".ipynb", dir=output.parent)
-    os.close(fd)
-    error = None
-    try:
-        with _package_importable_by_kernel():
-            papermill.execute_notebook(read_notebook(source), tmp, parameters=parameters, kernel_name="python3",
-                                       progress_bar=False)
-    except papermill.PapermillExecutionError as exc:
-        error = exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.replace(tmp, output)
-    executed = nbformat.read(output, as_version=4)
-    for cell in executed.cells:
-        tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
-    write_atomic(output.with_suffix(".html"), notebook_to_html(executed, title=title))
-    if error is not None:
-        raise error
-    return True
 
 
 # Workload headers are long ("digits/mnist_tiny: test accuracy (%) ↑"): let them wrap so that
@@ -96,7 +54,7 @@ def index_page(board: Leaderboard, *, figures: list, notebook_href: str | None) 
     title = f"Optimizer leaderboard: {n_workloads} workload{'s' if n_workloads != 1 else ''}"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{esc(title)}</title><style>{_CSS}{_BOARD_CSS}</style></head><body>",
+             f"<title>{esc(title)}</title><style>{BASE_CSS}{_BOARD_CSS}</style></head><body>",
              f"<h1>{esc(title)}</h1>",
              f'<p class="subtitle">{n_sweeps} sweep{"s" if n_sweeps != 1 else ""}: {esc(", ".join(board.sweeps))} · '
              f"{int(board.cells['n_runs'].sum())} runs · {len(board.optimizers)} optimizers</p>",
@@ -146,7 +104,8 @@ def build_leaderboard(sweep_dirs, output_dir: str | Path = DEFAULT_OUTPUT_DIR, *
         sweeps = [str(Path(p).expanduser().resolve()) for p in sweep_dirs]
         try:
             execute_notebook(LEADERBOARD_NOTEBOOK, output_dir / "leaderboard.ipynb",
-                             parameters={"sweep_dirs": sweeps, "output_dir": ""}, title="Optimizer leaderboard")
+                             parameters={"sweep_dirs": sweeps, "output_dir": ""}, title="Optimizer leaderboard",
+                             hide_parameters=True)
         except Exception as exc:  # still write index.html, then report the failure
             error = exc
     notebook = "leaderboard.html" if (output_dir / "leaderboard.html").is_file() and execute_notebook_too else None
