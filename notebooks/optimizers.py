@@ -27,6 +27,7 @@
 # %% tags=["parameters"]
 steps: int = 200  # optimizer steps per path
 tune_lr: bool = True  # pick each optimizer's best LR per landscape from a small grid (slower)
+widget: bool = True  # the interactive explorer (JupyterLab); off for batch runs through papermill
 
 # %%
 import matplotlib.pyplot as plt
@@ -111,6 +112,9 @@ def explore(optimizer="adamw", log10_lr=-2.0, landscape="rosenbrock"):
     plt.show()
 
 
-widgets.interact(explore, optimizer=widgets.Dropdown(options=all_names(), value="adamw"),
-                 log10_lr=widgets.FloatSlider(min=-4, max=0, step=0.25, value=-2, description="log10 lr"),
-                 landscape=widgets.Dropdown(options=list(LANDSCAPES), value="rosenbrock"));
+# Under papermill the interact widget's output capture could leave nbclient waiting forever
+# for a reply (seen in test runs); a batch run has no use for the widget, so it can skip it.
+if widget:
+    widgets.interact(explore, optimizer=widgets.Dropdown(options=all_names(), value="adamw"),
+                     log10_lr=widgets.FloatSlider(min=-4, max=0, step=0.25, value=-2, description="log10 lr"),
+                     landscape=widgets.Dropdown(options=list(LANDSCAPES), value="rosenbrock"));

@@ -66,7 +66,7 @@ def test_optimizers_notebook_draws_every_landscape_and_keeps_the_widget_out_of_h
     from nbhelpers.report.html import notebook_to_html
     out = tmp_path / "optimizers.ipynb"
     papermill.execute_notebook(read_notebook(NOTEBOOK_DIR / "optimizers.py"), str(out),
-                               parameters={"steps": 20, "tune_lr": False}, kernel_name="python3",
+                               parameters={"steps": 20, "tune_lr": False, "widget": False}, kernel_name="python3",
                                progress_bar=False, start_timeout=120)
     executed = nbformat.read(out, as_version=4)
     figures = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
