@@ -84,6 +84,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-kwargs", type=_key_values, default=S, help='e.g. "bptt=128"')
     parser.add_argument("--seed", type=int, default=S)
     parser.add_argument("--seeds", type=_positive_int, default=S, help="run seeds 0..N-1 (beats --seed)")
+    parser.add_argument("--lr-grid", default=S,
+                        help="LR protocol: multipliers of each optimizer's LR (x0.1,x0.3,x1,x3,x10) or LRs "
+                             "(1e-4,3e-4); every LR on the first seed, the best on validation for the other seeds")
     parser.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N | mps")
     parser.add_argument("--amp", choices=("off", "bf16", "fp16"), default=S)
     parser.add_argument("--data-dir", default=S, help="cache of real datasets (default ~/.cache/nbhelpers)")
@@ -124,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="executed/demo")
     demo.add_argument("--workers", type=_positive_int, default=2)
     demo.add_argument("--epochs", type=_positive_int, default=None)
+    demo.add_argument("--seeds", type=_positive_int, default=None,
+                      help="seeds per optimizer (intervals and ties need at least 2)")
+    demo.add_argument("--lr-grid", default=None, help="LR protocol, e.g. x0.1,x1,x10 (see sweep --help)")
     return parser
 
 
@@ -184,18 +190,27 @@ def _run(args: argparse.Namespace) -> int:
     with FolderLock(plan.output_dir):
         preflight(plan, overwrite=args.overwrite)
         clean_temporary(plan.output_dir)  # what a killed sweep or run left
-        for cfg in plan.configs:
-            try:
-                result = run_experiment(cfg)
-            except (UserInputError, StorageError):
-                raise
-            except Exception as err:  # recorded in the run directory; go on with the next run
-                print(f"{cfg.run_id}: failed: {type(err).__name__}: {err}", file=sys.stderr)
-                failed += 1
-                continue
-            s = result.summary
-            print(f"{cfg.run_id}: {s['status']}, best val {s['primary_metric']} {s['best_val']}, "
-                  f"test {s.get('test')}, run dir {result.run_dir}")
+
+        def execute(configs) -> None:
+            nonlocal failed
+            for cfg in configs:
+                try:
+                    result = run_experiment(cfg)
+                except (UserInputError, StorageError):
+                    raise
+                except Exception as err:  # recorded in the run directory; go on with the next run
+                    print(f"{cfg.run_id}: failed: {type(err).__name__}: {err}", file=sys.stderr)
+                    failed += 1
+                    continue
+                s = result.summary
+                print(f"{cfg.run_id}: {s['status']}, best val {s['primary_metric']} {s['best_val']}, "
+                      f"test {s.get('test')}, run dir {result.run_dir}")
+
+        if plan.lr_grid is None:
+            execute(plan.configs)
+        else:
+            from nbhelpers.sweep.lr_grid import run_in_phases
+            run_in_phases(plan.configs, plan.later, plan.lr_grid, plan.output_dir, execute)
     return 1 if failed else 0
 
 
@@ -238,4 +253,8 @@ def _demo(args: argparse.Namespace) -> int:
             "--workers", str(args.workers), "--no-progress", "--report", "--overwrite"]
     if args.epochs:
         argv += ["--epochs", str(args.epochs)]
+    if args.seeds:
+        argv += ["--seeds", str(args.seeds)]
+    if args.lr_grid:
+        argv += ["--lr-grid", args.lr_grid]
     return main(argv)

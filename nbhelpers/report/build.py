@@ -21,6 +21,7 @@ import nbhelpers
 from nbhelpers.training.rundir import current_umask
 from nbhelpers.report.html import FigureEntry, RunEntry, index_page, notebook_to_html
 from nbhelpers.report.load import load_histories, load_runs
+from nbhelpers.report.lr_grid import load_lr_protocol, sensitivity_figure
 from nbhelpers.report.plots import figure_bytes, make_figures
 from nbhelpers.report.tables import (combined_csv, combined_html, combined_latex, combined_markdown, results_tables,
                                      sort_runs, verdict)
@@ -148,8 +149,14 @@ def build_report(sweep_dir: Path, *, execute_notebook: bool = True) -> Path:
     Raises UserInputError when the sweep has no runs.
     """
     sweep_dir = Path(sweep_dir).expanduser().resolve()
-    runs = load_runs(sweep_dir)
+    all_runs = load_runs(sweep_dir)
     histories = load_histories(sweep_dir)
+    # With --lr-grid only the runs at each optimizer's selected LR enter tables, figures and
+    # the verdict; the others show in the LR-sensitivity figure alone (report/lr_grid.py).
+    protocol = load_lr_protocol(sweep_dir)
+    runs = protocol.selected_runs(all_runs) if protocol else all_runs
+    if protocol:
+        histories = histories[histories["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
     report_dir = sweep_dir / "report"
     report_dir.mkdir(exist_ok=True)
 
@@ -159,13 +166,16 @@ def build_report(sweep_dir: Path, *, execute_notebook: bool = True) -> Path:
     write_atomic(report_dir / "results.tex", combined_latex(tables))
 
     figures = []
-    for item in make_figures(runs, histories):
+    made = make_figures(runs, histories)
+    if protocol:  # after the ranking: first who won, then how much the LR mattered
+        made.insert(1, sensitivity_figure(all_runs, protocol))
+    for item in made:
         stem = item.filename.rsplit(".", 1)[0]
         for fmt in ("png", "svg", "pdf"):
             write_atomic(report_dir / f"{stem}.{fmt}", figure_bytes(item.figure, fmt))
         figures.append(FigureEntry(item.filename, item.caption, (f"{stem}.svg", f"{stem}.pdf")))
 
-    ordered = sort_runs(runs)
+    ordered = sort_runs(all_runs)  # every run's notebook, the grid's too
     notebook_hrefs = _export_run_notebooks(sweep_dir, report_dir, list(ordered["run_id"]))
 
     error = None
@@ -183,14 +193,14 @@ def build_report(sweep_dir: Path, *, execute_notebook: bool = True) -> Path:
                                 notebook_hrefs.get(run["run_id"]), details))
     page = index_page(
         title=_title(sweep_dir, runs),
-        subtitle=_subtitle(runs),
+        subtitle=_subtitle(all_runs),
         table_html=combined_html(tables),
         figures=figures,
         runs=entries,
         report_notebook_href="report.html" if (report_dir / "report.html").is_file() else None,
         downloads=["results.csv", "results.md", "results.tex"],
         skipped=runs.attrs.get("skipped"),
-        opening=" ".join(verdict(t) for t in tables),
+        opening=" ".join([verdict(t) for t in tables] + ([protocol.sentences(all_runs)] if protocol else [])),
     )
     write_atomic(report_dir / "index.html", page)
     if error is not None:

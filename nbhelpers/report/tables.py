@@ -272,6 +272,8 @@ def _numbers(runs: pd.DataFrame, metrics: list[str], keys: list[str], specs: dic
         _wilson_for_one_seed(row, group, metrics, specs)
         for setting in ("lr", "weight_decay", "scheduler"):
             row[setting] = _mode(list(group.get(f"config.{setting}", [])), math.nan)
+        if "lr_edge" in group:  # an LR-grid sweep (report/lr_grid.py): "low"/"high" when selected at an edge
+            row["lr_edge"] = _mode([e for e in group["lr_edge"] if e], "")
         reached = pd.to_numeric(group["epochs_to_target"], errors="coerce") if "epochs_to_target" in group else []
         row["n_reached_target"] = int(np.isfinite(reached).sum())
         rows.append(row)
@@ -430,7 +432,9 @@ def results_table(runs: pd.DataFrame) -> ResultsTable:
                 bold_rows=[b and rank and _is_finite(r[column]) for b, r in zip(best, records, strict=True)],
                 tied_rows=[t and rank and _is_finite(r[column]) for t, r in zip(is_tied, records, strict=True)],
                 in_main=name == metric and split in ("val", "test"))
-    add("LR", [_plain(r["lr"]) for r in records], in_main=True)
+    lr_grid = "lr_edge" in numbers
+    add("LR", [_plain(r["lr"]) + (f" (edge: {r['lr_edge']})" if lr_grid and r["lr_edge"] else "") for r in records],
+        in_main=True)
     add("weight decay", [_plain(r["weight_decay"]) for r in records])
     add("schedule", [_plain(r["scheduler"]) for r in records], is_numeric=False)
     add("epochs / best", [f"{_count(r['epochs_run'])} / {_count(r['best_epoch'])}" for r in records], in_main=True)
@@ -451,7 +455,7 @@ def results_table(runs: pd.DataFrame) -> ResultsTable:
         splits=splits, splits_used=splits_used, show_layers=show_layers, keys=keys, show_n=show_n,
         target_label=(f"ep. to {label}", f"time to {label}") if show_target else None,
         target_values=sorted({_target_text(t, primary) for t in targets}),
-        show_dataset=show_dataset, show_task=show_task,
+        show_dataset=show_dataset, show_task=show_task, lr_grid=lr_grid,
     )
     return ResultsTable(
         numbers=numbers,
@@ -500,7 +504,7 @@ def _metric_phrase(spec: MetricSpec) -> str:
 
 
 def _caption(*, runs, numbers, metric, specs, higher_is_better, splits, splits_used, show_layers, keys,
-             show_n, target_label, target_values, show_dataset, show_task) -> str:
+             show_n, target_label, target_values, show_dataset, show_task, lr_grid=False) -> str:
     primary = specs[metric]
     tasks = ", ".join(sorted(set(runs["task"]) - {""})) or "unknown task"
     datasets = ", ".join(sorted(set(runs["dataset"]) - {""})) or "unknown dataset"
@@ -560,6 +564,10 @@ def _caption(*, runs, numbers, metric, specs, higher_is_better, splits, splits_u
                  "tell them apart at 95% (a paired t-test over seeds, p ≥ 0.05; with one seed, overlapping Wilson "
                  "intervals of a proportion; otherwise no tie is claimed).")
     parts.append("LR / weight decay / schedule = the settings the run trained with.")
+    if lr_grid:
+        parts.append("LR = the LR selected per optimizer on validation (first seed) from the sweep's LR grid; runs "
+                     "at the other LRs of the grid are not in this table. (edge: low / high) = the selected LR is "
+                     "the grid's smallest / largest, so the best LR may lie outside the grid.")
     return " ".join(parts)
 
 

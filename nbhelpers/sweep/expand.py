@@ -8,6 +8,7 @@ A params file holds RunConfig settings plus four sweep keys:
       layers: [1, 2]
     experiments:               # an explicit list of runs instead (the PTB grid), each a dict of settings
       - {model: lstm_lm, optimizer: adam, layers: 1}
+    lr_grid: x0.1,x0.3,x1,x3,x10   # the LR protocol (sweep/lr_grid.py): LR chosen per optimizer on validation
 
 Flags on the command line beat the file. With `experiments`, --optimizers picks the
 experiments whose optimizer is listed.
@@ -22,8 +23,9 @@ from typing import Any, Mapping
 
 from nbhelpers.config import FIELD_NAMES, RunConfig, config_from_dict, load_params, validate_config
 from nbhelpers.errors import UserInputError
+from nbhelpers.sweep.lr_grid import LrGrid, at_lr, centre_lr, check_no_conflict, parse_lr_grid
 
-SWEEP_KEYS = ("optimizers", "seeds", "grid", "experiments", "name", "description")
+SWEEP_KEYS = ("optimizers", "seeds", "grid", "experiments", "name", "description", "lr_grid")
 NESTED = ("dataset_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs")
 
 
@@ -35,6 +37,15 @@ class Plan:
     output_dir: Path
     configs: tuple[RunConfig, ...]
     params_file: Path | None = None
+    # With an LR grid: `configs` are phase 1 (every LR, first seed); `later` holds every LR's
+    # runs for the remaining seeds, of which phase 2 runs those at the selected LRs.
+    lr_grid: "LrGrid | None" = None
+    later: tuple[RunConfig, ...] = ()
+
+    @property
+    def all_configs(self) -> tuple[RunConfig, ...]:
+        """Every run the sweep may make (with an LR grid, phase 2's candidates too)."""
+        return self.configs + self.later
 
     @property
     def task(self) -> str:
@@ -112,10 +123,16 @@ def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> P
             apply_setting(settings, key, value, source=source)
     cli = dict(overrides)
     cli_optimizers = parse_optimizers(cli.pop("optimizers", None))
-    for key in ("optimizers", "seeds", "experiments", "grid"):
+    for key in ("optimizers", "seeds", "experiments", "grid", "lr_grid"):
         if key in file_values and file_values[key] is None:
             raise UserInputError(f"{source}: '{key}' is empty; give it a value or remove the line")
     cli_seeds = cli.pop("seeds", None)
+    lr_grid = None
+    if cli.get("lr_grid") is not None:
+        lr_grid = parse_lr_grid(cli.pop("lr_grid"), source="--lr-grid")
+    elif "lr_grid" in file_values:
+        lr_grid = parse_lr_grid(file_values["lr_grid"], source=f"{source}: lr_grid")
+    cli.pop("lr_grid", None)
     cli_seed = cli.get("seed")
     for key, value in cli.items():
         apply_setting(settings, key, value, source="command line")
@@ -144,22 +161,29 @@ def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> P
     name = str(file_values.get("name") or (Path(params).stem if params else "adhoc"))
     output_dir = Path(settings.get("output_dir") or Path("executed") / name)
     settings["output_dir"] = str(output_dir)
-    configs = []
+    configs, later = [], []
     for number, point in enumerate(points, start=1):
         values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in settings.items()}
         grid: dict[str, Any] = {}
+        if lr_grid is not None:
+            check_no_conflict(lr_grid, settings, point, source=source)
         for key, value in point.items():
             apply_setting(values, key, value, source=source)
             if key not in ("optimizer", "model", "task", "dataset"):
                 grid[key.split(".")[-1]] = value
-        for seed in seeds:
+        for index, seed in enumerate(seeds):
             # The experiment's number in the params file: the report's "#" column, as in seed 004.
-            cfg = config_from_dict({**values, "seed": seed, "grid": grid, "experiment": number}, source=source)
-            configs.append(validate_config(cfg))
-    run_ids = [c.run_id for c in configs]
+            cfg = validate_config(config_from_dict({**values, "seed": seed, "grid": grid, "experiment": number},
+                                                   source=source))
+            if lr_grid is None:
+                configs.append(cfg)
+                continue
+            for lr in lr_grid.lrs(centre_lr(cfg)):  # phase 1 is the first seed; phase 2 picks from `later`
+                (later if index else configs).append(validate_config(at_lr(cfg, lr)))
+    run_ids = [c.run_id for c in configs + later]
     duplicates = sorted({r for r in run_ids if run_ids.count(r) > 1})
     if duplicates:
         raise UserInputError(f"{source}: two runs would share the run id {duplicates[0]!r}; "
                              "give them different settings or seeds")
     return Plan(name=name, output_dir=output_dir, configs=tuple(configs),
-                params_file=Path(params) if params else None)
+                params_file=Path(params) if params else None, lr_grid=lr_grid, later=tuple(later))

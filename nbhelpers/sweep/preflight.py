@@ -29,20 +29,20 @@ _NAMED = 3
 
 def preflight(plan: Plan, *, overwrite: bool = False, check_devices: bool = True) -> None:
     """Raise UserInputError if the plan cannot run as asked; writes nothing."""
-    for cfg in plan.configs:
+    for cfg in plan.all_configs:
         cfg.run_dir  # noqa: B018  (raises if it resolves outside the output folder)
     if check_devices:
         from nbhelpers.training.experiment import resolve_device
         for device in sorted({cfg.device for cfg in plan.configs}):
             resolve_device(device)
-    finished = [cfg.run_id for cfg in plan.configs
+    finished = [cfg.run_id for cfg in plan.all_configs
                 if not cfg.resume and RunDir(cfg.run_dir).is_finished()]
     if finished and not overwrite:
         raise UserInputError(
             f"{_some(finished)} in {plan.output_dir / 'runs'} already finished; use --resume to keep "
             "finished runs (and continue unfinished ones) or another --output-dir, or --overwrite "
             "to run them again")
-    for cfg in plan.configs:
+    for cfg in plan.all_configs:  # with an LR grid, phase 2's candidates too
         if cfg.resume:
             check_resume(cfg)
 

@@ -37,6 +37,7 @@ class SweepOutcome:
     statuses: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    lr_selection: list | None = None  # with an LR grid: nbhelpers.lr_selection.ArmSelection per optimizer
 
     @property
     def failed(self) -> int:
@@ -129,13 +130,37 @@ def run_sweep(plan: Plan, *, workers: int = 1, backend: str = "local", overwrite
 def _run_locked(plan: Plan, *, workers: int, backend: str) -> SweepOutcome:
     started = time.perf_counter()
     outcome = SweepOutcome(plan.output_dir)
+    runs = list(plan.configs)
+
+    def execute(configs: list[RunConfig]) -> None:
+        known = {c.run_id for c in runs}
+        runs.extend(c for c in configs if c.run_id not in known)  # phase 2 of an LR grid
+        _execute(configs, plan, outcome, started, runs, workers=workers, backend=backend)
+
+    def selected(selections: list) -> None:
+        outcome.lr_selection = selections
+        _write_manifest(plan, outcome, started, runs)
+
+    if plan.lr_grid is None:
+        execute(list(plan.configs))
+    else:
+        from nbhelpers.sweep.lr_grid import run_in_phases
+        run_in_phases(plan.configs, plan.later, plan.lr_grid, plan.output_dir, execute, on_selection=selected)
+    outcome.seconds = time.perf_counter() - started
+    _write_manifest(plan, outcome, started, runs)
+    return outcome
+
+
+def _execute(configs: list[RunConfig], plan: Plan, outcome: SweepOutcome, started: float, runs: list[RunConfig],
+             *, workers: int, backend: str) -> None:
+    """Run `configs` (skipping finished ones under --resume), recording each outcome in sweep.json."""
     todo = []
-    for cfg in plan.configs:
+    for cfg in configs:
         if cfg.resume and RunDir(cfg.run_dir).is_finished():
             outcome.statuses[cfg.run_id] = RunDir(cfg.run_dir).status()
         else:
             todo.append(cfg)
-    _write_manifest(plan, outcome, started)
+    _write_manifest(plan, outcome, started, runs)
     # Always set, even for a single remaining run: the thread count changes CPU numerics.
     threads = threads_per_run(workers)
     if backend == "ray":
@@ -150,10 +175,7 @@ def _run_locked(plan: Plan, *, workers: int, backend: str) -> SweepOutcome:
         if error:
             outcome.errors[run_id] = error
         print(f"{run_id}: {status}" + (f" ({error})" if error else ""), flush=True)
-        _write_manifest(plan, outcome, started)
-    outcome.seconds = time.perf_counter() - started
-    _write_manifest(plan, outcome, started)
-    return outcome
+        _write_manifest(plan, outcome, started, runs)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -195,12 +217,19 @@ def _in_processes(todo: list[RunConfig], workers: int, threads: int):
     pool.shutdown(wait=True)
 
 
-def _write_manifest(plan: Plan, outcome: SweepOutcome, started: float) -> None:
-    write_json(plan.output_dir / "sweep.json", {
+def _write_manifest(plan: Plan, outcome: SweepOutcome, started: float, runs: list[RunConfig]) -> None:
+    manifest = {
         "name": plan.name, "params_file": str(plan.params_file) if plan.params_file else None,
-        "task": plan.task, "runs": [c.run_id for c in plan.configs],
+        "task": plan.task, "runs": [c.run_id for c in runs],
         "statuses": outcome.statuses, "errors": outcome.errors,
-        "elapsed_s": time.perf_counter() - started})
+        "elapsed_s": time.perf_counter() - started}
+    if plan.lr_grid is not None:
+        # The protocol and, once phase 1 has ended, each optimizer's selected LR (null: none
+        # ended normally); lr_selection.json beside holds every candidate's validation value.
+        manifest["lr_grid"] = plan.lr_grid.to_dict()
+        manifest["lr_selection"] = ({s.arm: {"lr": s.selected_lr, "edge": s.edge} for s in outcome.lr_selection}
+                                    if outcome.lr_selection is not None else None)
+    write_json(plan.output_dir / "sweep.json", manifest)
 
 
 def check_backend(backend: str) -> None:
