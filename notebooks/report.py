@@ -38,11 +38,18 @@ from nbhelpers.report import (
     to_html,
     verdict,
 )
+from nbhelpers.report.lr_grid import load_lr_protocol, sensitivity_figure
 
 sweep = find_sweep_dir(sweep_dir)
-runs = load_runs(sweep)
+all_runs = load_runs(sweep)
 histories = load_histories(sweep)
-print(f"{sweep}: {len(runs)} runs, {len(histories)} epochs recorded")
+print(f"{sweep}: {len(all_runs)} runs, {len(histories)} epochs recorded")
+# A sweep made with --lr-grid: tables, figures and the verdict use only the runs at each
+# optimizer's selected LR; the other grid runs show in the LR-sensitivity figure alone.
+protocol = load_lr_protocol(sweep)
+runs = protocol.selected_runs(all_runs) if protocol else all_runs
+if protocol:
+    histories = histories[histories["run_id"].isin(set(runs["run_id"]))]
 
 # %% [markdown]
 # ## Results
@@ -53,6 +60,24 @@ tables = results_tables(runs)
 display(Markdown("**In words.** " + " ".join(verdict(table) for table in tables)))
 for number, table in enumerate(tables, start=1):
     display(HTML(to_html(table, table_id=f"results-{number}")))
+
+# %% [markdown]
+# ## The learning-rate protocol
+#
+# With `--lr-grid` every optimizer first trains at each LR of the grid on the first
+# seed; the LR with the best *validation* value of the primary metric is selected (the
+# test split is never looked at), and only that LR runs the other seeds. The figure shows
+# how much each optimizer's result depends on its LR. Without `--lr-grid` each optimizer
+# ran at its one default LR and this section is empty.
+
+# %% tags=["remove-input"]
+if protocol:
+    display(Markdown(protocol.sentences(all_runs)))
+    item = sensitivity_figure(all_runs, protocol)
+    display(Image(data=png_bytes(item.figure), format="png"))
+    display(Markdown(f"**LR sensitivity.** {item.caption}"))
+else:
+    display(Markdown("This sweep ran without an LR grid: each optimizer trained at its default LR."))
 
 # %% [markdown]
 # ## How to read the table
