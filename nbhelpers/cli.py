@@ -206,10 +206,11 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{cfg.run_id}: {s['status']}, best val {s['primary_metric']} {s['best_val']}, "
                       f"test {s.get('test')}, run dir {result.run_dir}")
 
+        from nbhelpers.sweep.lr_grid import forget_selection, run_in_phases
+        forget_selection(plan.output_dir)
         if plan.lr_grid is None:
             execute(plan.configs)
         else:
-            from nbhelpers.sweep.lr_grid import run_in_phases
             run_in_phases(plan.configs, plan.later, plan.lr_grid, plan.output_dir, execute)
     return 1 if failed else 0
 

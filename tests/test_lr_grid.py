@@ -86,6 +86,8 @@ def test_conflicting_lr_settings_are_refused(tmp_path):
         plan_from_args(params, {"lr_grid": "x1,x3"})
     with pytest.raises(UserInputError, match="'lr' cannot be given"):
         plan_from_args(DEMO, {"optimizers": "adam", "lr": 0.01, "lr_grid": "1e-3,1e-2"})
+    with pytest.raises(UserInputError, match="'lr_overrides' cannot be given"):
+        plan_from_args(DEMO, {"optimizers": "adam", "lr_overrides": "adam=0.1", "lr_grid": "1e-3,1e-2"})
     for bad in (True, {"a": 1}, []):
         with pytest.raises(UserInputError, match="LR grid"):
             parse_lr_grid(bad, source="params.yaml: lr_grid")
@@ -200,6 +202,8 @@ def test_phases_select_on_validation_resume_and_the_report_shows_selected_runs_o
 
 def test_report_without_a_grid_has_no_protocol(tmp_path, monkeypatch):
     out = tmp_path / "plain"
+    out.mkdir()
+    (out / "lr_selection.json").write_text('{"arms": []}')    # an earlier grid sweep's, in the same folder
     _fake_sweep(monkeypatch, [])
     sweep_run.run_sweep(plan_from_args(DEMO, {"optimizers": "adam,sgd", "output_dir": str(out), **TINY}), workers=1)
     from nbhelpers.report import build_report
@@ -228,3 +232,41 @@ def test_a_tiny_real_grid_in_process(tmp_path, capsys):
     assert main(["report", str(out), "--no-notebook"]) == 0
     table = pd.read_csv(out / "report" / "results.csv")
     assert len(table) == 2 and set(table["n_runs"]) == {2}
+
+
+@pytest.mark.slow  # 9 real runs: about 30 CPU seconds
+def test_real_demo_runs_tie_identical_updates_and_not_a_broken_lr(tmp_path):
+    """Issue 12's proof on real runs of the demo's params: adam and adamw at zero weight decay make
+    identical updates, so the report must call them tied; sgd at lr 1e-6 barely moves and must not be."""
+    out = tmp_path / "demo"
+    code = main(["run", DEMO, "--optimizers", "adam,adamw,sgd", "--lr-overrides", "sgd=1e-6", "--weight-decay", "0",
+                 "--seeds", "3", "--epochs", "3", "--max-samples", "640", "--model-kwargs", "hidden=16",
+                 "--output-dir", str(out), "--no-progress"])
+    assert code == 0
+    from nbhelpers.report import load_runs, results_tables, verdict
+    table = results_tables(load_runs(out))[0]
+    numbers = table.numbers.set_index("optimizer")
+    assert numbers.loc["adam", "test_accuracy"] == numbers.loc["adamw", "test_accuracy"]   # bit-identical runs
+    assert numbers.loc["sgd", "test_accuracy"] < numbers.loc["adam", "test_accuracy"] - 0.1
+    winner = "adam" if numbers.loc["adam", "best_in_model"] else "adamw"
+    other = {"adam": "adamw", "adamw": "adam"}[winner]
+    assert numbers.loc[other, "tied_with_best"] or numbers.loc[other, "best_in_model"]   # equal: bold as well
+    assert not numbers.loc["sgd", "tied_with_best"] and not numbers.loc["sgd", "best_in_model"]
+    text = verdict(table)
+    assert f"{winner} has the best test accuracy" in text
+    assert f"Tied with it at 95% (the data cannot tell them apart): {other}." in text
+
+
+@pytest.mark.slow  # six papermill kernels and the executed report notebook
+def test_a_tiny_grid_sweep_through_papermill_with_the_report_notebook(tmp_path):
+    out = tmp_path / "sweep"
+    code = main(["sweep", DEMO, "--optimizers", "adam,sgd", "--seeds", "2", "--lr-grid", "x0.1,x1", "--epochs", "1",
+                 "--max-samples", "64", "--model-kwargs", "hidden=16", "--output-dir", str(out), "--workers", "2",
+                 "--no-progress", "--report"])
+    assert code == 0
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert len(manifest["runs"]) == 6 and set(manifest["statuses"].values()) == {"completed"}
+    selected = {arm: choice["lr"] for arm, choice in manifest["lr_selection"].items()}
+    assert all(any(r == f"{arm}-lr{lr:g}-s1" for r in manifest["runs"]) for arm, lr in selected.items())
+    notebook = (out / "report" / "report.html").read_text()
+    assert "Learning rates were tuned per optimizer" in notebook and "LR sensitivity" in notebook

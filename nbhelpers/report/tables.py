@@ -761,7 +761,8 @@ def verdict(table: ResultsTable) -> str:
             gap = abs(spec.display(best[column]) - spec.display(runner[column]))
             text += (f", {gap:.{spec.digits if spec.digits is not None else 2}f}{unit} ahead of "
                      f"{_config_name(runner, keys)} ({spec.format(runner[column])}{'%' if spec.unit == '%' else ''}).")
-            tied = [_config_name(r, keys) for r in rows if r["tied_with_best"]]
+            # Rows equal to the best are bold too (best_in_model), not "tied": name them all the same.
+            tied = [_config_name(r, keys) for r in rows[1:] if r["tied_with_best"] or r["best_in_model"]]
             decidable = best[f"{column}_n"] > 1 or (spec.proportion and _is_finite(best[f"{column}_ci_low"]))
             if tied:
                 text += f" Tied with it at 95% (the data cannot tell them apart): {', '.join(tied)}."

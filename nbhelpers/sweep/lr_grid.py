@@ -99,8 +99,9 @@ def check_no_conflict(grid: LrGrid, settings: dict[str, Any], point: dict[str, A
         raise UserInputError(f"{source}: 'lr' is set by the params file's grid or experiments and by the LR "
                              "grid; give the LRs in one place (lr_grid)")
     if not grid.relative:
+        given = {**settings, **point}
         for key in ("lr", "lr_overrides"):
-            if settings.get(key) not in (None, ""):
+            if given.get(key) not in (None, ""):
                 raise UserInputError(f"{source}: an LR grid of absolute values sets every optimizer's LR, so "
                                      f"'{key}' cannot be given with it (use multipliers such as x0.1,x1,x10 to "
                                      "scale each optimizer's own LR)")
@@ -140,6 +141,13 @@ def phase_two(later: Sequence[RunConfig], selections: Sequence[ArmSelection]) ->
     """The later seeds' runs at each arm's selected LR (none for an arm where every LR failed)."""
     chosen = {s.arm: s.selected_lr for s in selections}
     return [c for c in later if chosen.get(arm_of(c)) is not None and math.isclose(c.lr, chosen[arm_of(c)])]
+
+
+def forget_selection(output_dir: Path) -> None:
+    """Remove an earlier sweep's lr_selection.json: a report must never apply it to these runs.
+
+    A grid sweep writes it again when its first phase ends (at once under --resume)."""
+    (Path(output_dir) / SELECTION_FILE).unlink(missing_ok=True)
 
 
 def run_in_phases(first: Sequence[RunConfig], later: Sequence[RunConfig], grid: LrGrid, output_dir: Path,

@@ -128,9 +128,11 @@ def run_sweep(plan: Plan, *, workers: int = 1, backend: str = "local", overwrite
 
 
 def _run_locked(plan: Plan, *, workers: int, backend: str) -> SweepOutcome:
+    from nbhelpers.sweep.lr_grid import forget_selection, run_in_phases
     started = time.perf_counter()
     outcome = SweepOutcome(plan.output_dir)
     runs = list(plan.configs)
+    forget_selection(plan.output_dir)
 
     def execute(configs: list[RunConfig]) -> None:
         known = {c.run_id for c in runs}
@@ -144,7 +146,6 @@ def _run_locked(plan: Plan, *, workers: int, backend: str) -> SweepOutcome:
     if plan.lr_grid is None:
         execute(list(plan.configs))
     else:
-        from nbhelpers.sweep.lr_grid import run_in_phases
         run_in_phases(plan.configs, plan.later, plan.lr_grid, plan.output_dir, execute, on_selection=selected)
     outcome.seconds = time.perf_counter() - started
     _write_manifest(plan, outcome, started, runs)
