@@ -270,3 +270,14 @@ def test_a_tiny_grid_sweep_through_papermill_with_the_report_notebook(tmp_path):
     assert all(any(r == f"{arm}-lr{lr:g}-s1" for r in manifest["runs"]) for arm, lr in selected.items())
     notebook = (out / "report" / "report.html").read_text()
     assert "Learning rates were tuned per optimizer" in notebook and "LR sensitivity" in notebook
+
+
+def test_demo_passes_seeds_and_the_grid_to_its_sweep(monkeypatch):
+    from nbhelpers import cli
+    seen = []
+    args = cli.build_parser().parse_args(["demo", "--seeds", "3", "--lr-grid", "x0.3,x1,x3"])
+    monkeypatch.setattr(cli, "main", lambda argv: seen.append(argv) or 0)
+    assert cli._demo(args) == 0
+    argv = seen[0]
+    assert argv[0] == "sweep" and argv[argv.index("--seeds") + 1] == "3"
+    assert argv[argv.index("--lr-grid") + 1] == "x0.3,x1,x3" and "--report" in argv

@@ -3,6 +3,8 @@
 A failed run is recorded (its notebook keeps the error, its summary.json says `failed`)
 and the sweep goes on. --resume skips finished runs and lets interrupted ones continue
 from last.pt. sweep.json in the sweep folder lists every run and how it ended.
+With --lr-grid the runs go in two phases (sweep/lr_grid.py): every LR on the first seed,
+then each optimizer's selected LR on the other seeds.
 
 Before anything is written the sweep takes the folder's lock (sweep/lock.py) and runs the
 preflight checks (sweep/preflight.py). Worker processes watch their parent: when the sweep
@@ -162,6 +164,8 @@ def _execute(configs: list[RunConfig], plan: Plan, outcome: SweepOutcome, starte
         else:
             todo.append(cfg)
     _write_manifest(plan, outcome, started, runs)
+    if not todo:  # e.g. an LR grid's phase 2 with one seed: no Ray cluster or pool for nothing
+        return
     # Always set, even for a single remaining run: the thread count changes CPU numerics.
     threads = threads_per_run(workers)
     if backend == "ray":
