@@ -198,6 +198,9 @@ def test_phases_select_on_validation_resume_and_the_report_shows_selected_runs_o
     assert "Learning rates were tuned per optimizer" in page and "sgd (smallest LR)" in page
     assert "the 6 runs at other LRs appear only in the LR-sensitivity figure" in page
     assert (report / "lr_sensitivity.svg").is_file() and "lr_sensitivity.png" in page
+    from nbhelpers.report.leaderboard import load_sweeps
+    board = load_sweeps([out])                                  # the leaderboard counts selected runs only
+    assert len(board) == 9 and set(board["grid_label"]) == {""}
 
 
 def test_report_without_a_grid_has_no_protocol(tmp_path, monkeypatch):

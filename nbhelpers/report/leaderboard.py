@@ -83,8 +83,12 @@ def load_sweeps(sweep_dirs) -> pd.DataFrame:
     if not folders:
         raise UserInputError("no sweep folders given: name at least one folder that holds a runs/ folder.")
     frames = []
+    from nbhelpers.report.lr_grid import load_lr_protocol
     for folder in folders:
         runs = load_runs(folder)
+        protocol = load_lr_protocol(folder)  # an --lr-grid sweep counts at its selected LRs only
+        if protocol:
+            runs = protocol.selected_runs(runs)
         frames.append(runs.assign(sweep=folder.name))
     runs = pd.concat(frames, ignore_index=True, sort=False)
     runs.attrs["sweeps"] = [f.name for f in folders]
