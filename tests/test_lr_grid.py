@@ -145,7 +145,8 @@ def _fake_sweep(monkeypatch, calls, *, stop_after=None):
                    "status": status, "primary_metric": "accuracy", "higher_is_better": True,
                    "metric_specs": {"accuracy": {"label": "accuracy", "higher_is_better": True, "unit": "%",
                                                  "scale": 100.0, "digits": 2, "proportion": True}},
-                   "best_val": val, "val": {"accuracy": val, "loss": 1 - val}, "test": {"accuracy": test, "loss": 1 - test},
+                   "best_val": val, "val": {"accuracy": val, "loss": 1 - val},
+                   "test": {"accuracy": test, "loss": 1 - test},
                    "train": {"accuracy": val, "loss": 1 - val}, "epochs_run": 1, "best_epoch": 1, "examples_test": 269}
         write_json(RunDir(cfg.run_dir).summary, summary)
         write_json(RunDir(cfg.run_dir).path / "config.json", {"config": cfg.to_dict(), "environment": {}})

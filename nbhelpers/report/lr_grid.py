@@ -82,7 +82,8 @@ class LrProtocol:
                 f"selected LR only")
         if runs is not None:
             excluded = self.excluded_count(runs)
-            text += f"; the {excluded} run{'s' if excluded != 1 else ''} at other LRs appear only in the LR-sensitivity figure"
+            runs_word = "runs" if excluded != 1 else "run"
+            text += f"; the {excluded} {runs_word} at other LRs appear only in the LR-sensitivity figure"
         text += "."
         edge = [f"{a.optimizer} ({EDGE_WORDS[a.edge]} LR)" for a in self.arms if a.edge]
         if edge:

@@ -162,7 +162,8 @@ def run_in_phases(first: Sequence[RunConfig], later: Sequence[RunConfig], grid: 
         on_selection(selections)
     for s in selections:
         where = f" (at the grid's {s.edge} edge: widen the grid)" if s.edge else ""
-        chosen = f"lr {s.selected_lr:g}{where}" if s.selected_lr is not None else "no LR (every grid point failed or diverged)"
+        chosen = (f"lr {s.selected_lr:g}{where}" if s.selected_lr is not None
+                  else "no LR (every grid point failed or diverged)")
         print(f"{s.arm}: selected {chosen}", flush=True)
     execute(phase_two(later, selections))
     return selections
