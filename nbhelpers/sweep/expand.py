@@ -24,7 +24,7 @@ from nbhelpers.config import FIELD_NAMES, RunConfig, config_from_dict, load_para
 from nbhelpers.errors import UserInputError
 
 SWEEP_KEYS = ("optimizers", "seeds", "grid", "experiments", "name", "description")
-NESTED = ("dataset_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs")
+NESTED = ("dataset_kwargs", "task_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs")
 
 
 @dataclass(frozen=True)
