@@ -82,6 +82,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam-base", default=S, help="base optimizer of sam/gsam")
     parser.add_argument("--model-kwargs", type=_key_values, default=S, help='e.g. "layers=2"')
     parser.add_argument("--dataset-kwargs", type=_key_values, default=S, help='e.g. "bptt=128"')
+    parser.add_argument("--task-kwargs", type=_key_values, default=S,
+                        help='the task\'s loss knobs, e.g. "dice_weight=0.3" (semantic_segmentation)')
     parser.add_argument("--seed", type=int, default=S)
     parser.add_argument("--seeds", type=_positive_int, default=S, help="run seeds 0..N-1 (beats --seed)")
     parser.add_argument("--lr-grid", default=S,

@@ -54,6 +54,7 @@ class RunConfig:
     val_max_samples: int | None = None     # a further cap on the validation split (decoding is slow)
     eval_every: int = 1                    # epochs between full (decoding) validations; loss-only between
     dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)    # e.g. {"bptt": 128}
+    task_kwargs: Mapping[str, Any] = field(default_factory=dict)       # e.g. {"dice_weight": 0.3}
     num_workers: int = 0                   # DataLoader worker processes
     seed: int = 0                          # seeds torch, numpy and python's random
     device: str = "auto"                   # auto | cpu | cuda | cuda:N | mps
@@ -97,7 +98,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("dataset_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs", "grid"):
+        for key in ("dataset_kwargs", "task_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs", "grid"):
             data[key] = dict(data[key])
         return data
 
@@ -178,6 +179,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     parse_lr_overrides(cfg.lr_overrides)
     scheduler = spec.scheduler if cfg.scheduler == "auto" else cfg.scheduler
     check_component_kwargs(cfg, model=model, optimizer=optimizer, scheduler=scheduler, family=spec.family)
+    check_task_kwargs(cfg, task)
     return cfg.replace(task=task, dataset=dataset, model=model, optimizer=optimizer, epochs=epochs,
                        batch_size=batch_size)
 
@@ -227,6 +229,15 @@ def check_component_kwargs(cfg: RunConfig, *, model: str, optimizer: str, schedu
     if scheduler in SCHEDULER_OPTIONS:
         check_kwargs(f"scheduler {scheduler!r}", None, dict(cfg.scheduler_kwargs),
                      extra=SCHEDULER_OPTIONS[scheduler])
+
+
+def check_task_kwargs(cfg: RunConfig, task: str) -> None:
+    """task_kwargs against the task's constructor (its loss knobs), less what RunConfig sets itself."""
+    from nbhelpers.knobs import check_kwargs
+    factory = TASKS.get(task).factory
+    check_kwargs(f"task {task!r}", factory, dict(cfg.task_kwargs), skip=("data", "label_smoothing"))
+    if cfg.task_kwargs:
+        factory(**dict(cfg.task_kwargs))  # without data: the constructor checks the values' ranges
 
 
 def model_class_of(model: str) -> type | None:

@@ -49,6 +49,7 @@ max_samples: int = None  # cap on the training split (and on validation/test)
 val_max_samples: int = 200  # a further cap on the validation split (it is decoded every eval_every epochs)
 eval_every: int = 1  # epochs between decoded validations (teacher-forced loss only in between)
 dataset_kwargs: dict = {}  # dataset knobs: difficulty (1-3), direction ("en-de"), max_source_len, vocab_size
+task_kwargs: dict = {}  # task knobs (semantic_segmentation has its loss knobs here)
 num_workers: int = 0  # DataLoader worker processes
 seed: int = 0  # random seed (weights, shuffling, dropout)
 device: str = "auto"  # auto, cpu, cuda, cuda:N or mps

@@ -50,6 +50,7 @@ max_samples: int = None  # cap on the number of questions per split
 val_max_samples: int = None  # a further cap on the validation windows (decoding them takes time)
 eval_every: int = 1  # epochs between decoded validations (loss-only validation in between)
 dataset_kwargs: dict = {}  # e.g. {"max_context_len": 256, "doc_stride": 128, "max_answer_len": 30}
+task_kwargs: dict = {}  # task knobs (semantic_segmentation has its loss knobs here)
 num_workers: int = 0  # DataLoader worker processes
 seed: int = 0  # random seed (weights, shuffling, dropout)
 device: str = "auto"  # auto, cpu, cuda, cuda:N or mps

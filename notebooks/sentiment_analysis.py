@@ -47,6 +47,7 @@ max_samples: int = None  # cap on the training split (and on validation/test)
 val_max_samples: int = None  # a further cap on the validation split
 eval_every: int = 1  # epochs between full validations (loss-only in between)
 dataset_kwargs: dict = {}  # dataset knobs, e.g. {"bptt": 128} for language models
+task_kwargs: dict = {}  # task knobs (semantic_segmentation has its loss knobs here)
 num_workers: int = 0  # DataLoader worker processes
 seed: int = 0  # random seed (weights, shuffling, dropout)
 device: str = "auto"  # auto, cpu, cuda, cuda:N or mps

@@ -48,6 +48,7 @@ max_samples: int = None  # cap on the number of chunks per split
 val_max_samples: int = None  # a further cap on the validation split
 eval_every: int = 1  # epochs between full validations (loss-only in between)
 dataset_kwargs: dict = {}  # dataset knobs, e.g. {"bptt": 128} for language models
+task_kwargs: dict = {}  # task knobs (semantic_segmentation has its loss knobs here)
 num_workers: int = 0  # DataLoader worker processes (chunks are in memory: 0 is fastest)
 seed: int = 0  # random seed (weights, shuffling, dropout)
 device: str = "auto"  # auto, cpu, cuda, cuda:N or mps

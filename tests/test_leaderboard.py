@@ -281,6 +281,20 @@ def test_leaderboard_notebook_executes_into_html(tmp_path):
     assert 'href="leaderboard.html"' in (out / "index.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # a browser start: about 10 s quiet
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None and __import__("shutil").which("google-chrome") is None,
+                    reason="needs headless Chromium (apt-get install chromium)")
+def test_leaderboard_page_in_a_real_browser_shows_the_opening_and_figures(tmp_path):
+    from nbhelpers.report.screenshot import check_screenshot, screenshot
+    out = build_leaderboard(make_hand_sweeps(tmp_path), tmp_path / "board", execute_notebook_too=False)
+    check = check_screenshot(screenshot(out / "index.html", tmp_path / "board.png"))
+    assert check.verdict_visible and check.figure_rows > 200, check
+    # Without the opening paragraph's box the check fails: it can fail.
+    page = (out / "index.html").read_text(encoding="utf-8")
+    (out / "bare.html").write_text(page.replace('class="verdict opening"', 'class="opening"'), encoding="utf-8")
+    assert not check_screenshot(screenshot(out / "bare.html", tmp_path / "bare.png")).verdict_visible
+
+
 # ----------------------------------------------------------------------------- real runs
 def test_leaderboard_over_real_tiny_sweeps_of_the_three_offline_tasks(tmp_path):
     from nbhelpers.config import RunConfig

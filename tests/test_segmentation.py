@@ -134,8 +134,8 @@ def test_bad_dataset_options_are_user_errors(tmp_path):
         build_shapes(data_dir=tmp_path, max_samples=None, seed=0, colour=True)
     with pytest.raises(UserInputError, match="scale_range"):
         build_shapes(data_dir=tmp_path, max_samples=None, seed=0, scale_range=[2, 1])
-    with pytest.raises(UserInputError, match="dice_weight"):
-        build_shapes(data_dir=tmp_path, max_samples=None, seed=0, dice_weight=-1, **SMALL)
+    with pytest.raises(UserInputError, match="does not accept 'dice_weight'"):  # a task knob now
+        build_shapes(data_dir=tmp_path, max_samples=None, seed=0, dice_weight=0.5, **SMALL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,10 +387,20 @@ def test_task_loss_weights_the_aux_head_and_reads_the_loss_knobs(shapes):
         float(F.cross_entropy(out["out"], labels, ignore_index=255)), rel=1e-5)
 
 
-def test_loss_knobs_travel_as_dataset_options(tmp_path):
-    bundle = build_shapes(data_dir=tmp_path, max_samples=None, seed=0, dice_weight=0.0, class_balanced=False, **SMALL)
-    task = SemanticSegmentation(data=bundle)
-    assert (task.dice_weight, task.class_balanced) == (0.0, False)
+def test_loss_knobs_are_task_knobs_checked_before_a_run(tmp_path):
+    from nbhelpers.config import RunConfig, validate_config
+    from nbhelpers.training.experiment import Experiment
+    base = RunConfig(task="semantic_segmentation", dataset="shapes", model="unet", data_dir=str(tmp_path),
+                     output_dir=str(tmp_path / "out"), dataset_kwargs=SMALL, max_samples=8)
+    exp = Experiment(base.replace(task_kwargs={"dice_weight": 0.0, "class_balanced": False}))
+    exp.load_data()
+    exp.build_model()
+    assert (exp.task.dice_weight, exp.task.class_balanced) == (0.0, False)
+    for bad, words in (({"dice_weight": -1}, "dice_weight must be a number >= 0"),
+                       ({"dice_weight": "abc"}, "dice_weight"), ({"dice": 1}, "dice")):
+        with pytest.raises(UserInputError, match=words):
+            validate_config(base.replace(task_kwargs=bad, output_dir=str(tmp_path / "bad")))
+    assert not (tmp_path / "bad").exists()
 
 
 # ---------------------------------------------------------------------------------------------

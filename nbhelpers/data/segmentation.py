@@ -26,10 +26,7 @@ ADE20K annotations hold 0 ("other", ignored) and the classes 1..150, which becom
 Validation splits are fixed held-out slices of the training splits (SPLIT_SEED); the official
 test (pets) and validation (ADE20K) releases are our test splits.
 
-Loss knobs. The task's loss (cross-entropy + dice_weight x soft Dice, optionally with per-batch
-class-balanced cross-entropy weights) has two knobs. RunConfig has no task options, so they
-travel as dataset options, `dataset_kwargs: {dice_weight: 0.5, class_balanced: true}`, and land
-in info["loss_options"], which the task reads.
+The loss knobs (dice_weight, class_balanced) are the task's: `task_kwargs`, not dataset options.
 """
 
 from __future__ import annotations
@@ -60,7 +57,6 @@ _PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
 REAL_SIZE = 256
 SCALE_RANGE = (0.5, 2.0)  # the seed guide's random scale for real images
 VAL_FRACTION = 0.1        # of the official training split, for oxford_iiit_pet and ade20k
-LOSS_DEFAULTS = {"dice_weight": 0.5, "class_balanced": True}
 
 PET_CLASSES = ("background", "pet")
 # Trimap values -> class ids: 1 pet, 2 background, 3 the uncertain border (ignored).
@@ -164,8 +160,8 @@ def _as_tv_tensors(image: Any, mask: np.ndarray, lookup: np.ndarray,
 # --------------------------------------------------------------------------------------------
 
 def _options(name: str, dataset_kwargs: dict[str, Any], accepted: dict[str, Any]) -> dict[str, Any]:
-    """Dataset options merged over `accepted` defaults plus the loss knobs; unknown ones are errors."""
-    defaults = {**accepted, **LOSS_DEFAULTS}
+    """Dataset options merged over `accepted` defaults; unknown ones are errors."""
+    defaults = dict(accepted)
     unknown = sorted(set(dataset_kwargs) - set(defaults))
     if unknown:
         raise UserInputError(f"dataset {name!r} does not accept {', '.join(map(repr, unknown))} "
@@ -177,17 +173,13 @@ def _options(name: str, dataset_kwargs: dict[str, Any], accepted: dict[str, Any]
                 or not 0 < float(scale[0]) <= float(scale[1])):
             raise UserInputError(f"scale_range must be two numbers 0 < low <= high, got {scale!r}")
         options["scale_range"] = (float(scale[0]), float(scale[1]))
-    if float(options["dice_weight"]) < 0:
-        raise UserInputError(f"dice_weight must be >= 0, got {options['dice_weight']}")
     return options
 
 
 def _info(class_names: Sequence[str], size: int, options: dict[str, Any]) -> dict[str, Any]:
     return {"num_classes": len(class_names), "class_names": list(class_names),
             "classes": list(class_names), "ignore_index": IGNORE_INDEX, "in_channels": 3,
-            "image_size": size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-            "loss_options": {"dice_weight": float(options["dice_weight"]),
-                             "class_balanced": bool(options["class_balanced"])}}
+            "image_size": size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
 def _bundle(train: Dataset, val: Dataset, test: Dataset, max_samples: int | None,

@@ -42,7 +42,7 @@ def write_leaderboard_files(board: Leaderboard, output_dir: str | Path) -> list:
 # Workload headers are long ("digits/mnist_tiny: test accuracy (%) ↑"): let them wrap so that
 # the tables fit the page width without scrolling sideways.
 _BOARD_CSS = """
-.opening { font-size: 1.05rem; max-width: 1000px; }
+.opening { max-width: 1000px; }
 table.results th { white-space: normal; overflow-wrap: break-word; max-width: 13rem; vertical-align: bottom; }
 """
 
@@ -58,7 +58,7 @@ def index_page(board: Leaderboard, *, figures: list, notebook_href: str | None) 
              f"<h1>{esc(title)}</h1>",
              f'<p class="subtitle">{n_sweeps} sweep{"s" if n_sweeps != 1 else ""}: {esc(", ".join(board.sweeps))} · '
              f"{int(board.cells['n_runs'].sum())} runs · {len(board.optimizers)} optimizers</p>",
-             f'<p class="opening" id="opening">{esc(opening_paragraph(board))}</p>']
+             f'<p class="verdict opening" id="opening">{esc(opening_paragraph(board))}</p>']
     links = ([f'<a href="{esc(notebook_href)}">executed leaderboard notebook</a>'] if notebook_href else [])
     links += [f'<a href="{name}">{name}</a>' for name in ("leaderboard.csv", "leaderboard.md")]
     parts.append("<p>" + " · ".join(links) + "</p>")

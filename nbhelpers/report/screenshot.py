@@ -2,6 +2,7 @@
 checks say whether the opening paragraph and the figures are visible.
 
     python -m nbhelpers.report.screenshot executed/demo/report/index.html [--out shot.png]
+    python -m nbhelpers.report.screenshot executed/leaderboard/index.html
 
 Chromium is not a Python package: on Debian `apt-get install chromium`. Without it the
 command says so in one sentence and exits 2.
@@ -70,7 +71,7 @@ def check_screenshot(png: Path, *, first_screen: int = 900) -> PageCheck:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nbhelpers.report.screenshot", description=__doc__.splitlines()[0])
-    parser.add_argument("page", help="an HTML page of a report (index.html)")
+    parser.add_argument("page", help="an HTML page of a report or a leaderboard (index.html)")
     parser.add_argument("--out", help="where the PNG goes (default: beside the page, <name>.screenshot.png)")
     args = parser.parse_args(argv)
     page = Path(args.page)

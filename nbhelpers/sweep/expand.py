@@ -26,7 +26,7 @@ from nbhelpers.errors import UserInputError
 from nbhelpers.sweep.lr_grid import LrGrid, at_lr, centre_lr, check_no_conflict, parse_lr_grid
 
 SWEEP_KEYS = ("optimizers", "seeds", "grid", "experiments", "name", "description", "lr_grid")
-NESTED = ("dataset_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs")
+NESTED = ("dataset_kwargs", "task_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ pixels of a small object barely move it; Dice scores each class's overlap as a w
 small object counts as much as the background. With `class_balanced` (on) the cross-entropy
 weighs each class by ENet's 1 / ln(1.02 + p), p being the class's share of the batch's
 labelled pixels: rare classes weigh up to ~50 times more than a class that fills the batch.
-Both knobs come from info["loss_options"] (dataset_kwargs, see nbhelpers/data/segmentation.py)
-or the constructor.
+Both are task knobs: `task_kwargs: {dice_weight: 0.3, class_balanced: false}` in a params
+file, `--task-kwargs dice_weight=0.3` on the command line.
 
 Statistics are the loss summed over images and a C x C confusion matrix (rows: true class,
 columns: predicted) summed over every labelled pixel of the split. From it: mIoU, the mean
@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nbhelpers.errors import UserInputError
 from nbhelpers.registry import TASKS
 from nbhelpers.tasks.base import Evaluation, MetricSpec, Task, TaskSpec, add_stats
 
@@ -183,23 +184,12 @@ class SemanticSegmentation(Task):
     def __init__(self, *, data=None, label_smoothing: float | None = None,
                  dice_weight: float | None = None, class_balanced: bool | None = None):
         super().__init__(data=data, label_smoothing=label_smoothing)
-        self._dice_weight = dice_weight
-        self._class_balanced = class_balanced
+        if dice_weight is not None and not (math.isfinite(dice_weight) and dice_weight >= 0):
+            raise UserInputError(f"task knob dice_weight must be a number >= 0, got {dice_weight!r}")
+        self.dice_weight = 0.5 if dice_weight is None else float(dice_weight)
+        self.class_balanced = True if class_balanced is None else bool(class_balanced)
 
     # -- facts from the live data ---------------------------------------------------------
-    def _option(self, name: str, given: Any, default: Any) -> Any:
-        if given is not None:
-            return given
-        options = {} if self.data is None else self.data.info.get("loss_options", {})
-        return options.get(name, default)
-
-    @property
-    def dice_weight(self) -> float:
-        return float(self._option("dice_weight", self._dice_weight, 0.5))
-
-    @property
-    def class_balanced(self) -> bool:
-        return bool(self._option("class_balanced", self._class_balanced, True))
 
     @property
     def ignore_index(self) -> int:

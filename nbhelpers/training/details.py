@@ -44,7 +44,8 @@ def details_text(exp: Any, summary: dict[str, Any]) -> str:
         f"  schedule {cfg.scheduler}" + (f" after {cfg.warmup_epochs} warm-up epochs" if cfg.warmup_epochs else "")
         + (f"; {momentum_note}" if momentum_note else ""),
         f"  epochs {cfg.epochs}, batch size {cfg.batch_size}, early-stopping patience {patience}",
-        f"  gradient clipping {clip}, label smoothing {cfg.label_smoothing}, AMP {cfg.amp}",
+        f"  gradient clipping {clip}, label smoothing {cfg.label_smoothing}, AMP {cfg.amp}"
+        + (f", task knobs {dict(cfg.task_kwargs)}" if cfg.task_kwargs else ""),
         f"  seed {cfg.seed}, device {summary['device']}",
         "",
         "Outcome",

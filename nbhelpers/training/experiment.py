@@ -145,7 +145,8 @@ class Experiment:
         torch.manual_seed(self.cfg.seed)
         builder = MODELS.get(self.cfg.model).factory
         self.model = builder(info=self.data.info, **dict(self.cfg.model_kwargs))
-        self.task = TASKS.get(self.cfg.task).factory(data=self.data, label_smoothing=self.cfg.label_smoothing)
+        self.task = TASKS.get(self.cfg.task).factory(data=self.data, label_smoothing=self.cfg.label_smoothing,
+                                                     **dict(self.cfg.task_kwargs))
         return self.model
 
     def build_optimizer(self):
