@@ -76,8 +76,8 @@ class LossWatch:
             self._pending = True
         if self._pending and (self._event is None or self._event.query()):
             self._pending = False
-            return self._read()
-        return False
+            self._read()
+        return self.first_bad_step is not None
 
     def finish(self) -> bool:
         """One blocking read at the end of the epoch; True if any step's loss was not finite."""
