@@ -131,9 +131,12 @@ def _sync_warnings(steps: int, **kwargs) -> int:
     return sum("synchronizing" in str(w.message) for w in caught)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"amp": "bf16"}, {"max_grad_norm": 1.0}], ids=["fp32", "bf16", "clipped"])
+@pytest.mark.parametrize("kwargs", [{}, {"amp": "bf16"}, {"max_grad_norm": 1.0}, {"optimizer": "adamw"},
+                                    {"optimizer": "sam", "amp": "bf16"}],
+                         ids=["fp32", "bf16", "clipped", "adamw", "sam-bf16"])
 def test_a_training_step_does_not_synchronize(kwargs):
-    """Syncs per epoch (timer, summary) are fixed; none may come per step."""
+    """Syncs per epoch (timer, summary) are fixed; none may come per step. (fp16 is left out:
+    torch's GradScaler.step reads found_inf on the host every step, see gpu_path.md.)"""
     assert _sync_warnings(4, **kwargs) == _sync_warnings(12, **kwargs)
 
 

@@ -78,7 +78,8 @@ def test_vit_b16_is_the_papers_shape_and_built_only_when_asked():
     # ViT-B/16: 12 layers of width 768, 16x16 patches at 224; 85.8M with a 10-class head
     # (torchvision's vit_b_16 with 1000 classes has 86.6M).
     assert count(big) == 85_806_346
-    assert (len(big.net.encoder.layers), big.net.hidden_dim, big.net.patch_size, big.net.image_size) == (12, 768, 16, 224)
+    net = big.net
+    assert (len(net.encoder.layers), net.hidden_dim, net.patch_size, net.image_size) == (12, 768, 16, 224)
     assert big.resize_to == 224  # 32x32 inputs are resized to 224x224 in forward()
 
 
