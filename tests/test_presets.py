@@ -169,3 +169,5 @@ def test_each_preset_trains_as_it_is_on_the_stand_in(name, tmp_path, capsys):
     assert math.isfinite(result.history[0]["train_loss"])
     assert "stand-in digits" in (result.run_dir / "details.txt").read_text()
     assert "STAND-IN" in capsys.readouterr().out
+    from nbhelpers.report.load import load_runs
+    assert list(load_runs(tmp_path / "out")["dataset"]) == ["cifar10 (stand-in: digits)"]
