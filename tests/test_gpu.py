@@ -141,6 +141,9 @@ def test_a_training_step_does_not_synchronize(kwargs):
 
 
 def test_gpu_throughput_benchmark_runs_on_cuda(tmp_path):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not a package
     from benchmarks.gpu_throughput import main
     results = main(["--device", "cuda", "--quick", "--json", str(tmp_path / "r.json")])
     assert results["resnet18"]["images_per_s"] > 0 and results["gpt_small"]["tokens_per_s"] > 0

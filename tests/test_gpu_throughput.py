@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks.gpu_throughput import main, markdown_row
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not a package
+from benchmarks.gpu_throughput import main, markdown_row  # noqa: E402
 
 
 def test_the_benchmark_runs_small_on_the_cpu(tmp_path, capsys):
