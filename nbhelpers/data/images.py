@@ -92,8 +92,8 @@ DIGITS_SIZE = 28
 DIGITS_FRACTIONS = (0.70, 0.15, 0.15)
 
 
-def _digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
-    """All 1,797 digits as (N, 1, 28, 28) floats in [0, 1] and (N,) int64 labels."""
+def _digits_tensors(size: int = DIGITS_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 digits as (N, 1, size, size) floats in [0, 1] and (N,) int64 labels."""
     from sklearn.datasets import load_digits  # ships with scikit-learn: no network
 
     digits = load_digits()
@@ -101,7 +101,7 @@ def _digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     # Resized once, up front, so the MNIST-sized models run unchanged and loading costs nothing
     # per batch. Bilinear output is a convex mix of inputs, so it stays within [0, 1].
-    images = torch.nn.functional.interpolate(images, size=(DIGITS_SIZE, DIGITS_SIZE),
+    images = torch.nn.functional.interpolate(images, size=(size, size),
                                              mode="bilinear", align_corners=False)
     labels = torch.as_tensor(digits.target, dtype=torch.int64)
     return images, labels
@@ -112,27 +112,38 @@ def _digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     description="scikit-learn's 1,797 handwritten 8x8 digits resized to 28x28 (offline, bundled)",
     task=TASK, offline=True)
 def build_digits(*, data_dir: Path | None = None, max_samples: int | None = None, seed: int = 0,
-                 download: bool = True, **dataset_kwargs: Any) -> DataBundle:
+                 download: bool = True, image_size: int = DIGITS_SIZE, channels: int = 1,
+                 **dataset_kwargs: Any) -> DataBundle:
     """The offline image dataset: real handwritten digits that need no download.
 
     A fixed 70/15/15 train/val/test split (SPLIT_SEED); pixels normalized with the training
     split's mean and std; no augmentation. `data_dir`, `seed` and `download` are accepted for
     the common builder signature and unused: the data ship with scikit-learn.
+    Options: `image_size` (side in pixels, default 28) and `channels` (1, or 3 for the grey
+    image repeated, so CIFAR-shaped models run unchanged: image_size 32, channels 3).
     """
     _reject_dataset_kwargs("digits", dataset_kwargs)
-    images, labels = _digits_tensors()
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 8 <= image_size <= 256:
+        raise UserInputError(f"dataset 'digits': image_size must be a whole number from 8 to 256, got {image_size!r}")
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise UserInputError(f"dataset 'digits': channels must be 1 or 3, got {channels!r}")
+    images, labels = _digits_tensors(image_size)
     train_idx, val_idx, test_idx = fixed_split(len(labels), DIGITS_FRACTIONS, seed=SPLIT_SEED)
     # Statistics of the training split only, so nothing of val/test leaks into preprocessing.
     train_pixels = images[train_idx]
     mean, std = train_pixels.mean().item(), train_pixels.std().item()
-    full = TensorDataset((images - mean) / std, labels)
-    info = {"num_classes": 10, "in_channels": 1, "image_size": DIGITS_SIZE,
-            "classes": list(DIGIT_CLASSES), "mean": (mean,), "std": (std,)}
+    normalized = (images - mean) / std
+    if channels == 3:  # one grey image in each channel; expand() shares the storage
+        normalized = normalized.expand(-1, 3, -1, -1)
+    full = TensorDataset(normalized, labels)
+    info = {"num_classes": 10, "in_channels": channels, "image_size": image_size,
+            "classes": list(DIGIT_CLASSES), "mean": (mean,) * channels, "std": (std,) * channels}
     description = (
         "scikit-learn's 8x8 handwritten digits (1,797 images, 0-16 intensities) scaled to [0, 1], "
-        f"resized to {DIGITS_SIZE}x{DIGITS_SIZE} by bilinear interpolation and normalized with the "
-        f"training split's mean {mean:.4f} and std {std:.4f}, in a fixed 70/15/15 train/val/test "
-        "split. No augmentation.")
+        f"resized to {image_size}x{image_size} by bilinear interpolation and normalized with the "
+        f"training split's mean {mean:.4f} and std {std:.4f}, "
+        + ("repeated in 3 channels, " if channels == 3 else "")
+        + "in a fixed 70/15/15 train/val/test split. No augmentation.")
     return _bundle("digits", Subset(full, train_idx), Subset(full, val_idx), Subset(full, test_idx),
                    max_samples, info, description)
 
@@ -274,14 +285,22 @@ def build_mnist(*, data_dir: Path, max_samples: int | None = None, seed: int = 0
     description="CIFAR-10, 50k train / 10k test, 32x32 colour, 10 object classes (torchvision)",
     task=TASK, offline=False)
 def build_cifar10(*, data_dir: Path, max_samples: int | None = None, seed: int = 0,
-                  download: bool = True, **dataset_kwargs: Any) -> DataBundle:
+                  download: bool = True, stand_in: str | None = None,
+                  **dataset_kwargs: Any) -> DataBundle:
     """CIFAR-10 from `data_dir`/cifar-10-batches-py (downloaded there when missing and allowed).
 
     Validation is a fixed 10% of the official training split (no augmentation); test is the
     official test split. Training images get RandomCrop(32, padding=4) and a random horizontal
     flip; all are normalized per channel with the CIFAR-10 statistics. `seed` is unused.
+
+    `stand_in: digits` (the paper presets set it): when CIFAR-10 can be neither found nor
+    downloaded, train on the digits at 32x32 in 3 channels instead, with a printed note, so
+    that the preset still runs end to end; the run's details.txt and summary.json say so.
     """
     _reject_dataset_kwargs("cifar10", dataset_kwargs)
+    if stand_in not in STAND_INS:
+        raise UserInputError(f"dataset 'cifar10': stand_in must be one of "
+                             f"{', '.join(map(repr, STAND_INS))}, got {stand_in!r}")
     from torchvision import datasets, transforms
 
     root = Path(data_dir).expanduser()
@@ -290,8 +309,13 @@ def build_cifar10(*, data_dir: Path, max_samples: int | None = None, seed: int =
         return (datasets.CIFAR10(root, train=True, download=allow_download),
                 datasets.CIFAR10(root, train=False, download=allow_download))
 
-    base, test = _open_cached_or_download("cifar10", root / "cifar-10-batches-py", open_splits,
-                                          download)
+    try:
+        base, test = _open_cached_or_download("cifar10", root / "cifar-10-batches-py", open_splits,
+                                              download)
+    except DatasetUnavailableError as missing:
+        if stand_in is None:
+            raise
+        return _cifar10_stand_in(str(missing).split(";")[0], max_samples)  # why, without the advice
     to_tensor = [transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
     train_transform = transforms.Compose([transforms.RandomCrop(32, padding=4),
                                           transforms.RandomHorizontalFlip(), *to_tensor])
@@ -306,3 +330,19 @@ def build_cifar10(*, data_dir: Path, max_samples: int | None = None, seed: int =
         "validation (a fixed 10% of the official training set) and the official test set are not "
         "augmented.")
     return _bundle("cifar10", train, val, test, max_samples, info, description)
+
+
+# What a preset may train on when CIFAR-10 is not there (None: fail instead).
+STAND_INS = (None, "digits")
+
+
+def _cifar10_stand_in(reason: str, max_samples: int | None) -> DataBundle:
+    """digits at CIFAR-10's shape (32x32, 3 channels, 10 classes), labelled as a stand-in."""
+    bundle = build_digits(max_samples=max_samples, image_size=32, channels=3)
+    note = ("CIFAR-10 is not available, so this run trains on a STAND-IN: the offline digits "
+            "at 32x32 in 3 channels (the same shapes and 10 classes; the figures say nothing "
+            f"about CIFAR-10). Why: {reason}")
+    print(f"note: {note}", flush=True)
+    bundle.info["stand_in"] = "digits"
+    bundle.description = f"{note}. {bundle.description}"
+    return bundle

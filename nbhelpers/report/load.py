@@ -91,6 +91,8 @@ def _flatten_run(run_dir: Path, summary: dict[str, Any], config: dict[str, Any] 
         if key in _SPLITS or key == "grid":
             continue
         row[key] = value
+    if summary.get("stand_in"):  # tables and figures must not pass a stand-in off as the dataset
+        row["dataset"] = f"{summary.get('dataset')} (stand-in: {summary['stand_in']})"
     # The folder name is the run_id by contract; using it keeps runs and histories joinable.
     row["run_id"] = run_dir.name
     for split in _SPLITS:

@@ -28,6 +28,8 @@ def details_text(exp: Any, summary: dict[str, Any]) -> str:
         "",
         "Data",
         f"  task {cfg.task}, dataset {cfg.dataset}"
+        + (f" (not available: trained on the stand-in {exp.data.info['stand_in']})"
+           if exp.data.info.get("stand_in") else "")
         + (f", at most {cfg.max_samples} training samples" if cfg.max_samples else ""),
         f"  sizes: train {len(exp.data.train)}, validation {len(exp.data.val)}, test {len(exp.data.test)}",
         f"  preprocessing: {exp.data.description or 'none recorded'}",

@@ -241,6 +241,8 @@ class Experiment:
         return {
             "run_id": cfg.run_id, "task": cfg.task, "dataset": cfg.dataset, "model": cfg.model,
             "optimizer": cfg.optimizer, "seed": cfg.seed, "grid": dict(cfg.grid),
+            # The dataset actually trained on when `dataset` was unavailable (a preset's stand-in).
+            "stand_in": self.data.info.get("stand_in") if self.data is not None else None,
             "status": status, "error": error,
             "experiment": cfg.experiment,
             "primary_metric": self.task_spec.primary_metric,

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from nbhelpers.schedulers import LRSchedule
 from nbhelpers.tasks.base import Evaluation, Task, add_stats
+from nbhelpers.training.loss_watch import LossWatch
 from nbhelpers.training.monitors import MemoryMonitor, TrainTimer
 from nbhelpers.training.rundir import RunDir, save_torch, write_jsonl
 
@@ -172,8 +173,8 @@ class Trainer:
         self.state = _Progress()
         self._best_weights: dict[str, torch.Tensor] | None = None
         self._memory = MemoryMonitor(self.device)
-        # CUDA: checking the loss every step would stall the GPU queue; NaN survives in the sum.
-        self._check_every = 25 if self.device.type == "cuda" else 1
+        # NaN/inf checks without a host sync per step (see loss_watch.py).
+        self._loss_watch = LossWatch(self.device)
         if self.sharpness_aware:
             self.optimizer.before_base_step = self._before_base_step
         self._grad_norm_sum = torch.zeros((), device=self.device)
@@ -271,20 +272,27 @@ class Trainer:
         timer = TrainTimer(self.device)
         timer.start()
         non_blocking = self.device.type == "cuda"
+        watch = self._loss_watch
+        watch.start_epoch()
+        # Nothing in this loop reads a device tensor's value: on CUDA the host runs ahead and
+        # keeps the GPU's queue full (benchmarks/results/gpu_path.md lists what was checked).
         for step, batch in enumerate(loader):
             self._step_in_epoch = step
             batch = to_device(batch, self.device, non_blocking)
             loss, stats = self._train_step(batch)
             add_stats(totals, stats)
             samples += self.task.batch_size(batch)
-            if step % self._check_every == 0 and not torch.isfinite(loss.detach()):
-                raise Diverged(f"the training loss became {float(loss.detach())} in epoch {epoch}, step {step + 1}")
+            watch.observe(step, loss)
+            if watch.poll(step):
+                raise Diverged(watch.message(epoch))
             if self.schedule is not None:
                 self.schedule.after_batch()
             self._memory.sample(step)
-            if bar.disable is False and step % 20 == 0:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+            if bar.disable is False and step % 20 == 0 and watch.last_loss is not None:
+                bar.set_postfix(loss=f"{watch.last_loss:.4f}", refresh=False)  # a few steps old on CUDA
             bar.update()
+        if watch.finish():
+            raise Diverged(watch.message(epoch))
         seconds = timer.stop()
         bar.close()
         metrics = self.task.summarize(totals)
