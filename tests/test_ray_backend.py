@@ -36,6 +36,8 @@ START_TIMEOUT_S = 240
 # Local-only cluster: no token file in the home folder, no usage report.
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 HEAD_ATTEMPTS = 3
+# Set to a cluster's address to run these tests on it instead of starting one.
+ADDRESS_ENV = "NBHELPERS_TEST_RAY_ADDRESS"
 
 
 def _free_port() -> int:
@@ -90,6 +92,11 @@ def cluster():
     """The address of a two-CPU Ray cluster, joined by this process for the module."""
     saved = {name: os.environ.get(name) for name in RAY_ENV}
     os.environ.update(RAY_ENV)
+    if os.environ.get(ADDRESS_ENV):
+        ray.init(address=os.environ[ADDRESS_ENV], log_to_driver=False)
+        yield os.environ[ADDRESS_ENV]
+        ray.shutdown()
+        return
     # Short: the cluster's unix sockets live below it (at most 107 characters).
     temp_dir = tempfile.mkdtemp(prefix="nbray")
     process = None
