@@ -128,7 +128,7 @@ def run_on_ray(todo: Iterable[RunConfig], one_run: Callable[[RunConfig, int], Re
     pending: dict = {}
     try:
         for cfg in todo:
-            cfg = cfg.replace(output_dir=str(output_dir))
+            cfg = _absolute_paths(cfg, output_dir)
             # A nested ObjectRef is not fetched with the arguments: only a node that does not
             # see the output folder pulls the resumed run's files.
             sent = [ray.put(_read_tree(output_dir, cfg.run_id))] if cfg.resume else None
@@ -146,6 +146,15 @@ def run_on_ray(todo: Iterable[RunConfig], one_run: Callable[[RunConfig, int], Re
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
+
+
+def _absolute_paths(cfg: RunConfig, output_dir: Path) -> RunConfig:
+    """Paths as the submitting machine means them: a worker's working folder is its own.
+    A data folder under `~` stays so, for each node's own home."""
+    data_dir = cfg.data_dir
+    if data_dir and not data_dir.startswith("~"):
+        data_dir = str(Path(data_dir).resolve())
+    return cfg.replace(output_dir=str(output_dir), data_dir=data_dir)
 
 
 def _write_marker(output_dir: Path) -> Path:
