@@ -218,7 +218,7 @@ def test_resume_across_backends_on_an_unshared_filesystem(cluster, local_sweep, 
     _assert_same_run(out, reference, missing)
     assert (out / "notebooks" / f"{missing}.ipynb").is_file()
     config = json.loads((out / "runs" / missing / "config.json").read_text())
-    assert Path(config["output_dir"]) == out.resolve()         # paths rewritten to where the run lies
+    assert Path(config["config"]["output_dir"]) == out.resolve()         # paths rewritten to where the run lies
     for path in [*(out / "runs" / missing).iterdir(), out / "notebooks" / f"{missing}.ipynb"]:
         assert b"nbhelpers-ray-" not in path.read_bytes(), path.name
     assert _manifest(out)["statuses"] == dict.fromkeys(RUN_IDS, "completed")
