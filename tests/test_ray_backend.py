@@ -60,16 +60,16 @@ def _start_head(temp_dir: str) -> tuple[subprocess.Popen, str]:
     (shim / "rfc3987_syntax.py").write_text('raise ImportError("left out to start Ray quickly")\n')
     path = os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))
     port = _free_port()
-    # Fixed agent ports: the raylet then does not wait for them to be chosen.
+    # Free ports for everything: Ray's fixed defaults would collide with another cluster on the machine.
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
                f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
                "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
                "--object-store-memory=100000000", f"--dashboard-agent-grpc-port={_free_port()}",
                f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={_free_port()}",
                f"--runtime-env-agent-port={_free_port()}"]
-    log = open(Path(temp_dir) / "head.log", "w")
-    process = subprocess.Popen(command, env={**os.environ, **RAY_ENV, "PYTHONPATH": path}, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    with open(Path(temp_dir) / "head.log", "w") as log:
+        process = subprocess.Popen(command, env={**os.environ, **RAY_ENV, "PYTHONPATH": path}, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     return process, f"127.0.0.1:{port}"
 
 
