@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sweep)
     sweep.add_argument("--workers", type=_positive_int, default=1, help="runs at a time")
     sweep.add_argument("--backend", choices=("local", "ray"), default="local")
+    sweep.add_argument("--ray-address", default=None,
+                       help="Ray cluster to run on (default: RAY_ADDRESS, else a new local one)")
+    sweep.add_argument("--gpus-per-run", type=_number, default=None,
+                       help="GPUs each run's Ray task asks for; fractions below 1 share a GPU "
+                            "(default: 1 where the cluster has GPUs)")
     sweep.add_argument("--report", action="store_true", help="write the report when the sweep ends")
 
     report = sub.add_parser("report", help="turn a sweep folder into tables, figures and HTML")
@@ -176,7 +181,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace):
     from nbhelpers.sweep.expand import plan_from_args
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("command", "params", "workers", "backend", "report", "overwrite")}
+                 if k not in ("command", "params", "workers", "backend", "report", "overwrite",
+                              "ray_address", "gpus_per_run")}
     return plan_from_args(args.params, overrides)
 
 
@@ -219,9 +225,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from nbhelpers.sweep.run import check_backend, run_sweep
-    check_backend(args.backend)  # before the params file is even read: nothing may be touched
+    ray_options = {"ray_address": args.ray_address, "gpus_per_run": args.gpus_per_run}
+    check_backend(args.backend, **ray_options)  # before the params file is even read: nothing may be touched
     plan = _plan(args)
-    outcome = run_sweep(plan, workers=args.workers, backend=args.backend, overwrite=args.overwrite)
+    outcome = run_sweep(plan, workers=args.workers, backend=args.backend, overwrite=args.overwrite,
+                        **ray_options)
     print(outcome.describe())
     if args.report:
         folder = _report(plan.output_dir, execute_notebook=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import closing, nullcontext
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -79,14 +80,15 @@ def _one_run(cfg: RunConfig, threads: int | None) -> tuple[str, str, str | None]
     summary = read_json(run.summary)
     if summary is None or summary.get("status") in (None, "running"):
         # The kernel died before the notebook could write its summary: record it here.
-        summary = _failed_summary(cfg, error or "the notebook ended without a summary")
+        summary = record_failed(cfg, error or "the notebook ended without a summary")
     status = summary["status"]
     if status == "failed" and error is None:
         error = summary.get("error")
     return cfg.run_id, status, error
 
 
-def _failed_summary(cfg: RunConfig, error: str) -> dict:
+def record_failed(cfg: RunConfig, error: str) -> dict:
+    """Write a `failed` summary for a run whose notebook could not write its own."""
     summary = {"run_id": cfg.run_id, "task": cfg.task, "dataset": cfg.dataset, "model": cfg.model,
                "optimizer": cfg.optimizer, "seed": cfg.seed, "grid": dict(cfg.grid),
                "experiment": cfg.experiment, "status": "failed", "error": error}
@@ -114,22 +116,34 @@ def _one_line(err: BaseException) -> str:
     return f"{name}: {str(value).strip().splitlines()[0] if str(value).strip() else ''}"
 
 
-def run_sweep(plan: Plan, *, workers: int = 1, backend: str = "local", overwrite: bool = False) -> SweepOutcome:
+def run_sweep(plan: Plan, *, workers: int = 1, backend: str = "local", overwrite: bool = False,
+              ray_address: str | None = None, gpus_per_run: float | None = None) -> SweepOutcome:
     """Execute every run of the plan; returns how each ended.
 
-    Raises UserInputError, with nothing written, when the plan cannot run (see preflight) or
-    another sweep holds the folder.
+    `ray_address` and `gpus_per_run` are for the ray backend (see sweep/ray_backend.py).
+    Raises UserInputError, with nothing written, when the plan cannot run (see preflight),
+    the Ray cluster cannot be reached or cannot hold a run, or another sweep holds the folder.
     """
-    check_backend(backend)
-    ensure_writable(plan.output_dir)
-    with FolderLock(plan.output_dir):
-        # A Ray cluster's devices are its workers', not this machine's.
-        preflight(plan, overwrite=overwrite, check_devices=backend == "local")
-        clean_temporary(plan.output_dir)
-        return _run_locked(plan, workers=workers, backend=backend)
+    check_backend(backend, ray_address=ray_address, gpus_per_run=gpus_per_run)
+    threads = threads_per_run(workers)
+    cluster = nullcontext()
+    if backend == "ray":
+        from nbhelpers.sweep.ray_backend import ray_cluster
+        cluster = ray_cluster(ray_address)
+    with cluster:
+        resources = None
+        if backend == "ray":
+            from nbhelpers.sweep.ray_backend import task_resources
+            resources = task_resources(plan.configs, threads=threads, gpus_per_run=gpus_per_run)
+        ensure_writable(plan.output_dir)
+        with FolderLock(plan.output_dir):
+            # A Ray cluster's devices are its workers', not this machine's (task_resources checks them).
+            preflight(plan, overwrite=overwrite, check_devices=backend == "local")
+            clean_temporary(plan.output_dir)
+            return _run_locked(plan, workers=workers, threads=threads, ray_resources=resources)
 
 
-def _run_locked(plan: Plan, *, workers: int, backend: str) -> SweepOutcome:
+def _run_locked(plan: Plan, *, workers: int, threads: int, ray_resources: dict | None) -> SweepOutcome:
     from nbhelpers.sweep.lr_grid import forget_selection, run_in_phases
     started = time.perf_counter()
     outcome = SweepOutcome(plan.output_dir)
@@ -139,7 +153,8 @@ def _run_locked(plan: Plan, *, workers: int, backend: str) -> SweepOutcome:
     def execute(configs: list[RunConfig]) -> None:
         known = {c.run_id for c in runs}
         runs.extend(c for c in configs if c.run_id not in known)  # phase 2 of an LR grid
-        _execute(configs, plan, outcome, started, runs, workers=workers, backend=backend)
+        _execute(configs, plan, outcome, started, runs, workers=workers, threads=threads,
+                 ray_resources=ray_resources)
 
     def selected(selections: list) -> None:
         outcome.lr_selection = selections
@@ -155,7 +170,7 @@ def _run_locked(plan: Plan, *, workers: int, backend: str) -> SweepOutcome:
 
 
 def _execute(configs: list[RunConfig], plan: Plan, outcome: SweepOutcome, started: float, runs: list[RunConfig],
-             *, workers: int, backend: str) -> None:
+             *, workers: int, threads: int, ray_resources: dict | None) -> None:
     """Run `configs` (skipping finished ones under --resume), recording each outcome in sweep.json."""
     todo = []
     for cfg in configs:
@@ -167,20 +182,22 @@ def _execute(configs: list[RunConfig], plan: Plan, outcome: SweepOutcome, starte
     if not todo:  # e.g. an LR grid's phase 2 with one seed: no Ray cluster or pool for nothing
         return
     # Always set, even for a single remaining run: the thread count changes CPU numerics.
-    threads = threads_per_run(workers)
-    if backend == "ray":
+    if ray_resources is not None:
         from nbhelpers.sweep.ray_backend import run_on_ray
-        results = run_on_ray(todo, _one_run, threads=threads)
+        results = run_on_ray(todo, _one_run, output_dir=plan.output_dir, threads=threads,
+                             resources=ray_resources, record_failure=record_failed)
     elif workers == 1 or len(todo) <= 1:
         results = (_one_run(cfg, threads) for cfg in todo)
     else:
         results = _in_processes(todo, workers, threads)
-    for run_id, status, error in results:
-        outcome.statuses[run_id] = status
-        if error:
-            outcome.errors[run_id] = error
-        print(f"{run_id}: {status}" + (f" ({error})" if error else ""), flush=True)
-        _write_manifest(plan, outcome, started, runs)
+    # closing: on Ctrl-C the backend stops its outstanding runs before the interrupt goes on.
+    with closing(results):
+        for run_id, status, error in results:
+            outcome.statuses[run_id] = status
+            if error:
+                outcome.errors[run_id] = error
+            print(f"{run_id}: {status}" + (f" ({error})" if error else ""), flush=True)
+            _write_manifest(plan, outcome, started, runs)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -211,7 +228,7 @@ def _in_processes(todo: list[RunConfig], workers: int, threads: int):
                 yield future.result()
             except Exception as err:  # the worker itself died (out of memory, killed)
                 message = f"its worker process ended: {_one_line(err)}"
-                _failed_summary(cfg, message)
+                record_failed(cfg, message)
                 yield cfg.run_id, "failed", message
     except BaseException:
         # Ctrl-C or an error here: do not let the pool go on with the queued runs.
@@ -237,12 +254,16 @@ def _write_manifest(plan: Plan, outcome: SweepOutcome, started: float, runs: lis
     write_json(plan.output_dir / "sweep.json", manifest)
 
 
-def check_backend(backend: str) -> None:
-    """An unknown backend, or Ray when Ray is not installed, is a UserInputError."""
+def check_backend(backend: str, *, ray_address: str | None = None, gpus_per_run: float | None = None) -> None:
+    """An unknown backend, Ray options without the ray backend, a bad --gpus-per-run, or Ray
+    when Ray is not installed, is a UserInputError (raised before anything is read or written)."""
+    from nbhelpers.sweep.ray_backend import INSTALL_HINT, check_ray_options
     if backend not in ("local", "ray"):
         raise UserInputError(f"unknown backend {backend!r} (accepted: local, ray)")
+    if backend != "ray" and (ray_address is not None or gpus_per_run is not None):
+        raise UserInputError("--ray-address and --gpus-per-run apply to --backend ray only")
     if backend == "ray":
         import importlib.util
         if importlib.util.find_spec("ray") is None:
-            raise UserInputError("the ray backend needs Ray installed: pip install 'ray[default]' "
-                                 "(or use --backend local)")
+            raise UserInputError(INSTALL_HINT)
+        check_ray_options(gpus_per_run=gpus_per_run)

@@ -113,6 +113,10 @@ def write_text(path: Path, text: str) -> None:
     _atomic_write(Path(path), lambda h: h.write(text), "w")
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(Path(path), lambda h: h.write(data), "wb")
+
+
 def write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
 
