@@ -236,8 +236,20 @@ class DecoderLayer(nn.Module):
             new_cache = (torch.cat([cache[0], key], dim=2), torch.cat([cache[1], value], dim=2))
             return self.self_attention(y, *new_cache)
 
+        def attend_source(y: torch.Tensor) -> torch.Tensor:
+            sentences = cross[0].shape[0]
+            if y.shape[0] == sentences:
+                return self.cross_attention(y, cross[0], cross[1], mask=memory_mask)
+            # Beam search: y holds `group` consecutive rows (beams) per sentence, one position
+            # each. They become `group` queries of one attention over the sentence's keys,
+            # which are read once instead of once per beam (and never copied per beam).
+            group = y.shape[0] // sentences
+            out = self.cross_attention(y.reshape(sentences, group, y.shape[-1]), cross[0], cross[1],
+                                       mask=memory_mask)
+            return out.reshape(y.shape)
+
         x = self.r1(x, attend_self)
-        x = self.r2(x, lambda y: self.cross_attention(y, cross[0], cross[1], mask=memory_mask))
+        x = self.r2(x, attend_source)
         return self.r3(x, self.feed_forward), new_cache
 
 
@@ -302,16 +314,20 @@ class TransformerSeq2Seq(nn.Module):
             x = layer(x, mask)
         memory = self.encoder_norm(x)
         # Cross-attention keys and values are computed once; "self" fills up step by step.
+        # "sentence" maps each decoder row to its row of the source side (memory_mask, cross):
+        # beam search's rows share their sentence's source side instead of copying it.
         return {"memory_mask": mask, "position": 0,
                 "cross": [layer.cross_attention.keys_values(memory) for layer in self.decoder_layers],
-                "self": [None for _ in self.decoder_layers]}
+                "self": [None for _ in self.decoder_layers],
+                "sentence": torch.arange(source_ids.shape[0], device=source_ids.device)}
 
     def step(self, tokens: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        state = self._group_rows(state)
         x = self._embed(self.target_embedding, tokens.unsqueeze(1), start=state["position"])
         caches = []
         for layer, cross, cache in zip(self.decoder_layers, state["cross"], state["self"]):
             if cache is None:  # first step: an empty cache of the right shape
-                key = cross[0][:, :, :0]
+                key = cross[0][:, :, :0].repeat_interleave(x.shape[0] // cross[0].shape[0], dim=0)
                 cache = (key, key)
             x, cache = layer(x, cross, state["memory_mask"], cache)
             caches.append(cache)
@@ -319,7 +335,39 @@ class TransformerSeq2Seq(nn.Module):
         return self._logits(x[:, -1]), new_state
 
     def reorder_state(self, state: dict[str, Any], index: torch.Tensor, beams_only: bool = False) -> dict[str, Any]:
-        return index_state(state, index, frozenset(("cross", "memory_mask")) if beams_only else frozenset())
+        """Rows of the decoder cache taken at `index`; the source side is only re-indexed.
+
+        The source side (memory_mask, cross) keeps one row per sentence still decoding: rows
+        only update their "sentence" map here, and sentences that no row uses any more are
+        dropped from the source side (once, when they leave), never copied per beam.
+        """
+        sentence = state["sentence"].index_select(0, index)
+        state = dict(state, sentence=sentence, self=index_state(state["self"], index))
+        if beams_only:
+            return state
+        used = torch.unique(sentence)  # sorted
+        if used.numel() < state["memory_mask"].shape[0]:
+            state = dict(state, memory_mask=state["memory_mask"].index_select(0, used),
+                         cross=index_state(state["cross"], used),
+                         sentence=torch.searchsorted(used, sentence))
+        return state
+
+    @staticmethod
+    def _group_rows(state: dict[str, Any]) -> dict[str, Any]:
+        """The state with its rows in consecutive equal groups per sentence (as attend_source wants).
+
+        Greedy and beam search (nbhelpers/models/decoding.py) keep that layout by construction:
+        row r belongs to sentence r // group. Any other order (a caller's own reorder) gets the
+        source side copied to one row per decoder row: slower, still exact.
+        """
+        sentence, sentences = state["sentence"], state["memory_mask"].shape[0]
+        group = sentence.numel() // sentences
+        if sentence.numel() == group * sentences and bool(
+                (sentence == torch.arange(sentences, device=sentence.device).repeat_interleave(group)).all()):
+            return state
+        return dict(state, memory_mask=state["memory_mask"].index_select(0, sentence),
+                    cross=index_state(state["cross"], sentence),
+                    sentence=torch.arange(sentence.numel(), device=sentence.device))
 
     def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         state = self.encode(source_ids, source_mask)
