@@ -29,6 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+# OpenMP threads that finish early spin while they wait for the others (libgomp's default): on a
+# shared machine whose cores are busy the spinning thread takes a core from the one doing the
+# work, and the run's CPU time grows several-fold (unet: 139 instead of 25 CPU-ms per image at
+# 2 threads and a load of 4). Passive waiting must be chosen before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +59,9 @@ CASES = (
 
 def _machine(threads: int) -> str:
     load = os.getloadavg()
-    return (f"torch {torch.__version__}, {threads} intra-op threads, {os.cpu_count()} CPU cores "
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    return (f"torch {torch.__version__}, {threads} intra-op threads"
+            + (f" (OMP_WAIT_POLICY={policy})" if policy else "") + f", {os.cpu_count()} CPU cores "
             f"({platform.processor() or platform.machine()}), 1-minute load average {load[0]:.2f}")
 
 

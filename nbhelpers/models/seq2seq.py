@@ -53,6 +53,47 @@ def _check_dropout(name: str, dropout: float) -> None:
     require(0 <= dropout < 1, f"{name}: dropout must be in [0, 1), got {dropout}")
 
 
+# Decoding state with a shared source side. The entries named by `source` (encoder memory,
+# cross-attention keys, the source mask) keep one row per sentence; the rest (cache, recurrent
+# state) one row per hypothesis; state["sentence"] maps each hypothesis row to its sentence.
+# Beam search's k rows of a sentence then read its source side once, as k queries of one
+# attention, instead of each reading its own copy (copying it k times costs more than the
+# step). nbhelpers/models/decoding.py keeps the rows of a sentence consecutive, so row r
+# belongs to sentence r // k.
+
+def reorder_shared(state: dict[str, Any], index: torch.Tensor, beams_only: bool, source: frozenset[str]) -> dict[str, Any]:
+    """reorder_state for a state with a shared source side: hypothesis rows taken at `index`;
+    sentences that no row uses any more are dropped from the source side (when they leave)."""
+    sentence = state["sentence"].index_select(0, index)
+    state = index_state(dict(state, sentence=sentence), index, source | {"sentence"})
+    if beams_only:
+        return state
+    used = torch.unique(sentence)  # sorted
+    if used.numel() < state["sentence_count"]:
+        state = {key: index_state(value, used) if key in source else value for key, value in state.items()}
+        state.update(sentence=torch.searchsorted(used, sentence), sentence_count=used.numel())
+    return state
+
+
+def grouped_rows(state: dict[str, Any], source: frozenset[str]) -> tuple[dict[str, Any], int]:
+    """(state, group): the state with `group` consecutive rows per sentence, as the models'
+    attention over the source wants. Greedy and beam search keep that layout by construction;
+    any other order (a caller's own reorder) gets one copy of the source side per row: slower,
+    still exact."""
+    sentence, sentences = state["sentence"], state["sentence_count"]
+    group = sentence.numel() // sentences
+    if sentence.numel() == group * sentences and bool(
+            (sentence == torch.arange(sentences, device=sentence.device).repeat_interleave(group)).all()):
+        return state, group
+    state = {key: index_state(value, sentence) if key in source else value for key, value in state.items()}
+    state.update(sentence=torch.arange(sentence.numel(), device=sentence.device), sentence_count=sentence.numel())
+    return state, 1
+
+
+def _sentence_rows(batch: int, device: torch.device) -> dict[str, Any]:
+    return {"sentence": torch.arange(batch, device=device), "sentence_count": batch}
+
+
 # --------------------------------------------------------------------------------------------
 # lstm_seq2seq
 # --------------------------------------------------------------------------------------------
@@ -67,6 +108,8 @@ class LSTMSeq2Seq(nn.Module):
     are concatenated; its last states, through a tanh layer, start the decoder.
     At defaults about 18M parameters at a 10k vocabulary.
     """
+
+    SOURCE_SIDE = frozenset(("memory", "keys", "mask"))
 
     def __init__(self, *, vocab_size: int, pad_id: int, embed_dim: int = 256, hidden: int = 512,
                  layers: int = 2, dropout: float = 0.3):
@@ -103,7 +146,7 @@ class LSTMSeq2Seq(nn.Module):
         c0 = c0 + both_directions(c)  # keep the encoder's cell memory, as a residual
         return {"memory": memory, "keys": self.attention(memory), "mask": source_mask,
                 "h": h0.contiguous(), "c": c0.contiguous(),
-                "feed": memory.new_zeros(batch, self.hidden)}
+                "feed": memory.new_zeros(batch, self.hidden), **_sentence_rows(batch, source_ids.device)}
 
     def _decode(self, tokens: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """One step for tokens (N,): (attentional state (N, H), attention (N, S), new state)."""
@@ -111,19 +154,25 @@ class LSTMSeq2Seq(nn.Module):
         hx = (state["h"].transpose(0, 1).contiguous(), state["c"].transpose(0, 1).contiguous())
         out, (h, c) = self.decoder(x, hx)
         query = out.squeeze(1)                                                   # (N, H)
-        scores = torch.bmm(state["keys"], query.unsqueeze(-1)).squeeze(-1)       # (N, S)
-        weights = torch.softmax(scores.masked_fill(~state["mask"], float("-inf")), dim=-1)
-        context = torch.bmm(weights.unsqueeze(1), state["memory"]).squeeze(1)   # (N, H)
+        # The N rows are `group` consecutive rows (beams) per sentence: (n, group, H) queries
+        # against each sentence's n source states, read once per sentence.
+        sentences = state["keys"].shape[0]
+        grouped = query.view(sentences, -1, query.shape[-1])                     # (n, group, H)
+        scores = torch.bmm(grouped, state["keys"].transpose(1, 2))               # (n, group, S)
+        weights = torch.softmax(scores.masked_fill(~state["mask"].unsqueeze(1), float("-inf")), dim=-1)
+        context = torch.bmm(weights, state["memory"]).view_as(query)            # (N, H)
+        weights = weights.view(query.shape[0], -1)                               # (N, S)
         attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))
         new_state = dict(state, h=h.transpose(0, 1), c=c.transpose(0, 1), feed=attentional)
         return attentional, weights, new_state
 
     def step(self, tokens: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        state, _ = grouped_rows(state, self.SOURCE_SIDE)
         attentional, _, state = self._decode(tokens, state)
         return self.output(self.dropout(attentional)), state
 
     def reorder_state(self, state: dict[str, Any], index: torch.Tensor, beams_only: bool = False) -> dict[str, Any]:
-        return index_state(state, index, frozenset(("memory", "keys", "mask")) if beams_only else frozenset())
+        return reorder_shared(state, index, beams_only, self.SOURCE_SIDE)
 
     def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor,
                 return_attention: bool = False):
@@ -262,6 +311,8 @@ class TransformerSeq2Seq(nn.Module):
     embedding; `share_embeddings` also ties the source embedding to it (one vocabulary).
     """
 
+    SOURCE_SIDE = frozenset(("memory_mask", "cross"))
+
     def __init__(self, *, name: str, vocab_size: int, pad_id: int, d_model: int, heads: int, ff: int,
                  layers: int, decoder_layers: int | None, dropout: float, pre_norm: bool,
                  share_embeddings: bool, activation: str = "relu"):
@@ -314,15 +365,13 @@ class TransformerSeq2Seq(nn.Module):
             x = layer(x, mask)
         memory = self.encoder_norm(x)
         # Cross-attention keys and values are computed once; "self" fills up step by step.
-        # "sentence" maps each decoder row to its row of the source side (memory_mask, cross):
-        # beam search's rows share their sentence's source side instead of copying it.
+        # The source side (memory_mask, cross) is shared by a sentence's beams (reorder_shared).
         return {"memory_mask": mask, "position": 0,
                 "cross": [layer.cross_attention.keys_values(memory) for layer in self.decoder_layers],
-                "self": [None for _ in self.decoder_layers],
-                "sentence": torch.arange(source_ids.shape[0], device=source_ids.device)}
+                "self": [None for _ in self.decoder_layers], **_sentence_rows(source_ids.shape[0], source_ids.device)}
 
     def step(self, tokens: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        state = self._group_rows(state)
+        state, _ = grouped_rows(state, self.SOURCE_SIDE)
         x = self._embed(self.target_embedding, tokens.unsqueeze(1), start=state["position"])
         caches = []
         for layer, cross, cache in zip(self.decoder_layers, state["cross"], state["self"]):
@@ -335,39 +384,7 @@ class TransformerSeq2Seq(nn.Module):
         return self._logits(x[:, -1]), new_state
 
     def reorder_state(self, state: dict[str, Any], index: torch.Tensor, beams_only: bool = False) -> dict[str, Any]:
-        """Rows of the decoder cache taken at `index`; the source side is only re-indexed.
-
-        The source side (memory_mask, cross) keeps one row per sentence still decoding: rows
-        only update their "sentence" map here, and sentences that no row uses any more are
-        dropped from the source side (once, when they leave), never copied per beam.
-        """
-        sentence = state["sentence"].index_select(0, index)
-        state = dict(state, sentence=sentence, self=index_state(state["self"], index))
-        if beams_only:
-            return state
-        used = torch.unique(sentence)  # sorted
-        if used.numel() < state["memory_mask"].shape[0]:
-            state = dict(state, memory_mask=state["memory_mask"].index_select(0, used),
-                         cross=index_state(state["cross"], used),
-                         sentence=torch.searchsorted(used, sentence))
-        return state
-
-    @staticmethod
-    def _group_rows(state: dict[str, Any]) -> dict[str, Any]:
-        """The state with its rows in consecutive equal groups per sentence (as attend_source wants).
-
-        Greedy and beam search (nbhelpers/models/decoding.py) keep that layout by construction:
-        row r belongs to sentence r // group. Any other order (a caller's own reorder) gets the
-        source side copied to one row per decoder row: slower, still exact.
-        """
-        sentence, sentences = state["sentence"], state["memory_mask"].shape[0]
-        group = sentence.numel() // sentences
-        if sentence.numel() == group * sentences and bool(
-                (sentence == torch.arange(sentences, device=sentence.device).repeat_interleave(group)).all()):
-            return state
-        return dict(state, memory_mask=state["memory_mask"].index_select(0, sentence),
-                    cross=index_state(state["cross"], sentence),
-                    sentence=torch.arange(sentence.numel(), device=sentence.device))
+        return reorder_shared(state, index, beams_only, self.SOURCE_SIDE)
 
     def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         state = self.encode(source_ids, source_mask)
