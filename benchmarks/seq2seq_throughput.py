@@ -375,7 +375,13 @@ def main() -> None:
     if args.part != "report":
         result = throughput(args) if args.part == "throughput" else convergence(args)
         name = args.part if args.part == "throughput" else f"convergence-{args.tasks.replace(',', '-')}"
-        (RESULTS / f"seq2seq_{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        path = RESULTS / f"seq2seq_{name}.json"
+        if args.part == "convergence" and path.exists():
+            # Rows of optimizers not rerun stay (one optimizer can be rerun alone).
+            rerun = set(args.optimizers.split(","))
+            kept = [r for r in json.loads(path.read_text())["rows"] if r["optimizer"] not in rerun]
+            result["rows"] += kept
+        path.write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "seq2seq.md").write_text(render())
     print(f"wrote {RESULTS / 'seq2seq.md'}")
 
