@@ -113,12 +113,13 @@ def measure(case, device: torch.device, *, fast: bool, steps: int) -> dict:
             "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s}
 
 
-def throughput(threads: int, steps: int) -> dict:
-    rows = [measure(case, torch.device("cpu"), fast=False, steps=steps) for case in CASES]
+def throughput(threads: int, steps: int, only: str = "") -> dict:
+    cases = [case for case in CASES if not only or case[0].startswith(only)]
+    rows = [measure(case, torch.device("cpu"), fast=False, steps=steps) for case in cases]
     for row in rows:
         print(json.dumps(row), flush=True)
     if torch.cuda.is_available():
-        for case in CASES:
+        for case in cases:
             for fast in (False, True):
                 rows.append(measure(case, torch.device("cuda"), fast=fast, steps=max(steps, 10)))
                 print(json.dumps(rows[-1]), flush=True)
@@ -189,15 +190,15 @@ def convergence_section(data: dict) -> list[str]:
              "LR and weight decay), seed 0, device cpu. Training time is the Trainer's clock (evaluation "
              "excluded); process CPU time counts every thread of the run (training and evaluation), so on "
              "an idle 2-core machine the training wall time would be about half of it.", "",
-             "| optimizer | lr | weight decay | status | best val mIoU | test mIoU | test pixel acc. | "
+             "| optimizer | epochs | lr | weight decay | status | best val mIoU | test mIoU | test pixel acc. | "
              "test Dice | val mIoU 0.80 after | training time (s) | whole run (s) | process CPU (s) | "
              "load average (start, end) |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for r in runs:
         reached = (f"epoch {r['epochs_to_target']}, {r['time_to_target_s']:.0f} s"
                    if r["epochs_to_target"] else "not reached")
         t = r["test"]
-        lines.append(f"| {r['optimizer']} | {r['lr']:g} | {r['weight_decay']:g} | {r['status']} | "
+        lines.append(f"| {r['optimizer']} | {r['epochs']} | {r['lr']:g} | {r['weight_decay']:g} | {r['status']} | "
                      f"{_fmt(r['best_val'])} | {_fmt(t.get('miou'))} | {_fmt(t.get('pixel_accuracy'))} | "
                      f"{_fmt(t.get('dice'))} | {reached} | {r['train_time_s']:.0f} | {r['total_time_s']:.0f} | "
                      f"{r['cpu_s']:.0f} | {r['load'][0]:.1f}, {r['load'][1]:.1f} |")
@@ -254,12 +255,17 @@ def main(argv=None) -> int:
     ap.add_argument("--extra", default="", help="more optimizers for the accuracy table")
     ap.add_argument("--runs-dir", type=Path, default=None, help="keep the run directories here")
     ap.add_argument("--output", type=Path, default=RESULTS / "segmentation.md")
+    ap.add_argument("--only", default="", help="throughput: only the models whose label starts with this; "
+                                               "the other rows of the results file stay")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     raw_path = args.output.with_suffix(".json")
     data = json.loads(raw_path.read_text()) if raw_path.exists() else {}
     if args.part in ("throughput", "all"):
-        data["throughput"] = throughput(args.threads, args.steps)
+        fresh = throughput(args.threads, args.steps, args.only)
+        labels = {row["label"] for row in fresh["rows"]}
+        kept = [row for row in data.get("throughput", {}).get("rows", []) if row["label"] not in labels]
+        data["throughput"] = {**fresh, "rows": fresh["rows"] + kept}
     if args.part in ("convergence", "all"):
         names = [n.strip() for n in f"{args.optimizers},{args.extra}".split(",") if n.strip()]
         fresh = convergence(args.threads, names, args.runs_dir)
