@@ -29,6 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+# OpenMP threads that finish early spin while they wait for the others (libgomp's default): on a
+# shared machine whose cores are busy the spinning thread takes a core from the one doing the
+# work, and the run's CPU time grows several-fold (unet: 139 instead of 25 CPU-ms per image at
+# 2 threads and a load of 4). Passive waiting must be chosen before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,22 +59,24 @@ CASES = (
 
 def _machine(threads: int) -> str:
     load = os.getloadavg()
-    return (f"torch {torch.__version__}, {threads} intra-op threads, {os.cpu_count()} CPU cores "
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    return (f"torch {torch.__version__}, {threads} intra-op threads"
+            + (f" (OMP_WAIT_POLICY={policy})" if policy else "") + f", {os.cpu_count()} CPU cores "
             f"({platform.processor() or platform.machine()}), 1-minute load average {load[0]:.2f}")
 
 
-def _time(fn, *, warmup: int, steps: int, device: torch.device) -> float:
-    """Seconds per call of fn, after `warmup` calls."""
+def _time(fn, *, warmup: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) per call of fn, after `warmup` calls."""
     for _ in range(warmup):
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
 def measure(case, device: torch.device, *, fast: bool, steps: int) -> dict:
@@ -97,20 +105,23 @@ def measure(case, device: torch.device, *, fast: bool, steps: int) -> dict:
             model(images)
 
     model.train()
-    train_s = _time(train_step, warmup=1, steps=steps, device=device)
+    train_s, train_cpu = _time(train_step, warmup=1, steps=steps, device=device)
     model.eval()
-    infer_s = _time(infer, warmup=1, steps=steps, device=device)
+    infer_s, infer_cpu = _time(infer, warmup=1, steps=steps, device=device)
     return {"label": label, "device": str(device), "fast": fast, "side": side, "batch": batch,
             "params": sum(p.numel() for p in model.parameters()),
-            "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s}
+            "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s,
+            # Per CPU-second (all threads): what the work costs, whatever else held the cores.
+            "train_images_per_cpu_s": batch / train_cpu, "infer_images_per_cpu_s": batch / infer_cpu}
 
 
-def throughput(threads: int, steps: int) -> dict:
-    rows = [measure(case, torch.device("cpu"), fast=False, steps=steps) for case in CASES]
+def throughput(threads: int, steps: int, only: str = "") -> dict:
+    cases = [case for case in CASES if not only or case[0].startswith(only)]
+    rows = [measure(case, torch.device("cpu"), fast=False, steps=steps) for case in cases]
     for row in rows:
         print(json.dumps(row), flush=True)
     if torch.cuda.is_available():
-        for case in CASES:
+        for case in cases:
             for fast in (False, True):
                 rows.append(measure(case, torch.device("cuda"), fast=fast, steps=max(steps, 10)))
                 print(json.dumps(rows[-1]), flush=True)
@@ -160,11 +171,14 @@ def throughput_section(data: dict) -> list[str]:
              "step. The machine is shared: with a load average above the core count the figures are "
              "lower bounds of what the models do on idle cores.", "",
              "| model | device | channels_last + bf16 | input | batch | parameters | train images/s | "
-             "inference images/s |", "|---|---|---|---|---:|---:|---:|---:|"]
+             "inference images/s | train images per CPU-second | inference images per CPU-second |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in data["rows"]:
+        per_cpu = (f"{r['train_images_per_cpu_s']:.1f} | {r['infer_images_per_cpu_s']:.1f}"
+                   if "train_images_per_cpu_s" in r else "n/a | n/a")
         lines.append(f"| {r['label']} | {r['device']} | {'yes' if r['fast'] else 'no'} | "
                      f"{r['side']}x{r['side']} | {r['batch']} | {r['params']:,} | "
-                     f"{r['train_images_per_s']:.1f} | {r['infer_images_per_s']:.1f} |")
+                     f"{r['train_images_per_s']:.1f} | {r['infer_images_per_s']:.1f} | {per_cpu} |")
     return lines
 
 
@@ -181,15 +195,15 @@ def convergence_section(data: dict) -> list[str]:
              "LR and weight decay), seed 0, device cpu. Training time is the Trainer's clock (evaluation "
              "excluded); process CPU time counts every thread of the run (training and evaluation), so on "
              "an idle 2-core machine the training wall time would be about half of it.", "",
-             "| optimizer | lr | weight decay | status | best val mIoU | test mIoU | test pixel acc. | "
+             "| optimizer | epochs | lr | weight decay | status | best val mIoU | test mIoU | test pixel acc. | "
              "test Dice | val mIoU 0.80 after | training time (s) | whole run (s) | process CPU (s) | "
              "load average (start, end) |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for r in runs:
         reached = (f"epoch {r['epochs_to_target']}, {r['time_to_target_s']:.0f} s"
                    if r["epochs_to_target"] else "not reached")
         t = r["test"]
-        lines.append(f"| {r['optimizer']} | {r['lr']:g} | {r['weight_decay']:g} | {r['status']} | "
+        lines.append(f"| {r['optimizer']} | {r['epochs']} | {r['lr']:g} | {r['weight_decay']:g} | {r['status']} | "
                      f"{_fmt(r['best_val'])} | {_fmt(t.get('miou'))} | {_fmt(t.get('pixel_accuracy'))} | "
                      f"{_fmt(t.get('dice'))} | {reached} | {r['train_time_s']:.0f} | {r['total_time_s']:.0f} | "
                      f"{r['cpu_s']:.0f} | {r['load'][0]:.1f}, {r['load'][1]:.1f} |")
@@ -246,12 +260,17 @@ def main(argv=None) -> int:
     ap.add_argument("--extra", default="", help="more optimizers for the accuracy table")
     ap.add_argument("--runs-dir", type=Path, default=None, help="keep the run directories here")
     ap.add_argument("--output", type=Path, default=RESULTS / "segmentation.md")
+    ap.add_argument("--only", default="", help="throughput: only the models whose label starts with this; "
+                                               "the other rows of the results file stay")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     raw_path = args.output.with_suffix(".json")
     data = json.loads(raw_path.read_text()) if raw_path.exists() else {}
     if args.part in ("throughput", "all"):
-        data["throughput"] = throughput(args.threads, args.steps)
+        fresh = throughput(args.threads, args.steps, args.only)
+        labels = {row["label"] for row in fresh["rows"]}
+        kept = [row for row in data.get("throughput", {}).get("rows", []) if row["label"] not in labels]
+        data["throughput"] = {**fresh, "rows": fresh["rows"] + kept}
     if args.part in ("convergence", "all"):
         names = [n.strip() for n in f"{args.optimizers},{args.extra}".split(",") if n.strip()]
         fresh = convergence(args.threads, names, args.runs_dir)

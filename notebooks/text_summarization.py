@@ -110,11 +110,10 @@ for document, summary in zip(data.train.sources[:2], data.train.targets[:2]):
 # repaired a red bicycle near the harbour."). The summary follows from the document alone,
 # so ROUGE 100 is attainable. A model must find the main entity, select its sentences, and
 # copy them while dropping the padding: selection, copying and compression, the three
-# skills of extractive-abstractive summarization. This notebook's default,
-# `dataset_kwargs={"difficulty": 1, ...}`, has two people per document and no filler, so a
-# CPU run stays short; the dataset's own default, difficulty 2, adds a third person and
-# filler sentences, and difficulty 3 puts the main entity anywhere (not first), so the model
-# must count.
+# skills of extractive-abstractive summarization. The dataset's default, difficulty 1 (also
+# this notebook's), has two people per document and no filler, so a CPU run stays short;
+# `dataset_kwargs={"difficulty": 2}` adds a third person and filler sentences, and
+# difficulty 3 puts the main entity anywhere (not first), so the model must count.
 
 # %% [markdown]
 # ## Subword tokenization

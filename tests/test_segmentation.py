@@ -269,6 +269,20 @@ def test_unet_sizes_shapes_and_knobs():
         build_unet(info=INFO, depth=0)
 
 
+def test_unet_channels_last_changes_the_layout_not_the_results():
+    torch.manual_seed(0)
+    fast = build_unet(info=INFO, width=4, depth=2)
+    plain = build_unet(info=INFO, width=4, depth=2, channels_last=False)
+    plain.load_state_dict(fast.state_dict())  # the checkpoints are interchangeable
+    assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.randn(2, 3, 32, 32)
+    for model in (fast, plain):
+        model.train()
+        model(images).square().mean().backward()
+    torch.testing.assert_close(fast(images), plain(images), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast.stem[0].weight.grad, plain.stem[0].weight.grad, atol=1e-5, rtol=1e-4)
+
+
 def test_deeplabv3_resnet50_warns_without_cached_weights_and_returns_aux_in_training(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with warnings.catch_warnings(record=True) as caught:

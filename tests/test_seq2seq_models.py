@@ -219,6 +219,28 @@ def test_batched_decoding_equals_one_sentence_at_a_time(tiny_model):
             assert len(strip(batched[row])) <= int(max_lengths[row])
 
 
+@pytest.mark.parametrize("name", ["lstm_seq2seq", "transformer_seq2seq"])
+def test_rows_in_any_order_share_the_source_side_exactly(name):
+    """Beams share their sentence's encoder side instead of copying it; a reorder that breaks
+    the rows-grouped-by-sentence layout (duplicates, shuffles, dropped sentences) still gives
+    each row the logits of its own sentence."""
+    torch.manual_seed(0)
+    model = TINY[name](_info()).eval()
+    source, mask = _sources()
+    tokens = torch.tensor([3, 4, 5])
+    with torch.no_grad():
+        state = model.encode(source, mask)
+        _, state = model.step(tokens, state)
+        for index in (torch.tensor([2, 0, 0, 1]), torch.tensor([1, 1, 1, 2, 2, 2]), torch.tensor([2])):
+            logits, _ = model.step(tokens[index], model.reorder_state(state, index))
+            # The reference: each selected sentence encoded and stepped on its own.
+            for row, sentence in enumerate(index.tolist()):
+                alone = model.encode(source[sentence:sentence + 1], mask[sentence:sentence + 1])
+                _, alone = model.step(tokens[sentence:sentence + 1], alone)
+                expected, _ = model.step(tokens[sentence:sentence + 1], alone)
+                torch.testing.assert_close(logits[row], expected[0], atol=1e-5, rtol=1e-4)
+
+
 def test_max_target_lengths_follow_the_source():
     mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
     assert max_target_lengths(mask, 1.5, 10).tolist() == [16, 13]

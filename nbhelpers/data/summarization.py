@@ -43,7 +43,7 @@ DECODE_MAX_LEN = (1.0, 10)
 # toy_summaries
 # --------------------------------------------------------------------------------------------
 
-TOY_DEFAULTS = {"difficulty": 2, "train_size": 6000, "eval_size": 300,
+TOY_DEFAULTS = {"difficulty": 1, "train_size": 3000, "eval_size": 300,
                 "max_source_len": 256, "max_target_len": 96, "vocab_size": 1000}
 
 

@@ -53,6 +53,47 @@ def _check_dropout(name: str, dropout: float) -> None:
     require(0 <= dropout < 1, f"{name}: dropout must be in [0, 1), got {dropout}")
 
 
+# Decoding state with a shared source side. The entries named by `source` (encoder memory,
+# cross-attention keys, the source mask) keep one row per sentence; the rest (cache, recurrent
+# state) one row per hypothesis; state["sentence"] maps each hypothesis row to its sentence.
+# Beam search's k rows of a sentence then read its source side once, as k queries of one
+# attention, instead of each reading its own copy (copying it k times costs more than the
+# step). nbhelpers/models/decoding.py keeps the rows of a sentence consecutive, so row r
+# belongs to sentence r // k.
+
+def reorder_shared(state: dict[str, Any], index: torch.Tensor, beams_only: bool, source: frozenset[str]) -> dict[str, Any]:
+    """reorder_state for a state with a shared source side: hypothesis rows taken at `index`;
+    sentences that no row uses any more are dropped from the source side (when they leave)."""
+    sentence = state["sentence"].index_select(0, index)
+    state = index_state(dict(state, sentence=sentence), index, source | {"sentence"})
+    if beams_only:
+        return state
+    used = torch.unique(sentence)  # sorted
+    if used.numel() < state["sentence_count"]:
+        state = {key: index_state(value, used) if key in source else value for key, value in state.items()}
+        state.update(sentence=torch.searchsorted(used, sentence), sentence_count=used.numel())
+    return state
+
+
+def grouped_rows(state: dict[str, Any], source: frozenset[str]) -> tuple[dict[str, Any], int]:
+    """(state, group): the state with `group` consecutive rows per sentence, as the models'
+    attention over the source wants. Greedy and beam search keep that layout by construction;
+    any other order (a caller's own reorder) gets one copy of the source side per row: slower,
+    still exact."""
+    sentence, sentences = state["sentence"], state["sentence_count"]
+    group = sentence.numel() // sentences
+    if sentence.numel() == group * sentences and bool(
+            (sentence == torch.arange(sentences, device=sentence.device).repeat_interleave(group)).all()):
+        return state, group
+    state = {key: index_state(value, sentence) if key in source else value for key, value in state.items()}
+    state.update(sentence=torch.arange(sentence.numel(), device=sentence.device), sentence_count=sentence.numel())
+    return state, 1
+
+
+def _sentence_rows(batch: int, device: torch.device) -> dict[str, Any]:
+    return {"sentence": torch.arange(batch, device=device), "sentence_count": batch}
+
+
 # --------------------------------------------------------------------------------------------
 # lstm_seq2seq
 # --------------------------------------------------------------------------------------------
@@ -67,6 +108,8 @@ class LSTMSeq2Seq(nn.Module):
     are concatenated; its last states, through a tanh layer, start the decoder.
     At defaults about 18M parameters at a 10k vocabulary.
     """
+
+    SOURCE_SIDE = frozenset(("memory", "keys", "mask"))
 
     def __init__(self, *, vocab_size: int, pad_id: int, embed_dim: int = 256, hidden: int = 512,
                  layers: int = 2, dropout: float = 0.3):
@@ -103,7 +146,7 @@ class LSTMSeq2Seq(nn.Module):
         c0 = c0 + both_directions(c)  # keep the encoder's cell memory, as a residual
         return {"memory": memory, "keys": self.attention(memory), "mask": source_mask,
                 "h": h0.contiguous(), "c": c0.contiguous(),
-                "feed": memory.new_zeros(batch, self.hidden)}
+                "feed": memory.new_zeros(batch, self.hidden), **_sentence_rows(batch, source_ids.device)}
 
     def _decode(self, tokens: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """One step for tokens (N,): (attentional state (N, H), attention (N, S), new state)."""
@@ -111,19 +154,25 @@ class LSTMSeq2Seq(nn.Module):
         hx = (state["h"].transpose(0, 1).contiguous(), state["c"].transpose(0, 1).contiguous())
         out, (h, c) = self.decoder(x, hx)
         query = out.squeeze(1)                                                   # (N, H)
-        scores = torch.bmm(state["keys"], query.unsqueeze(-1)).squeeze(-1)       # (N, S)
-        weights = torch.softmax(scores.masked_fill(~state["mask"], float("-inf")), dim=-1)
-        context = torch.bmm(weights.unsqueeze(1), state["memory"]).squeeze(1)   # (N, H)
+        # The N rows are `group` consecutive rows (beams) per sentence: (n, group, H) queries
+        # against each sentence's n source states, read once per sentence.
+        sentences = state["keys"].shape[0]
+        grouped = query.view(sentences, -1, query.shape[-1])                     # (n, group, H)
+        scores = torch.bmm(grouped, state["keys"].transpose(1, 2))               # (n, group, S)
+        weights = torch.softmax(scores.masked_fill(~state["mask"].unsqueeze(1), float("-inf")), dim=-1)
+        context = torch.bmm(weights, state["memory"]).view_as(query)            # (N, H)
+        weights = weights.view(query.shape[0], -1)                               # (N, S)
         attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))
         new_state = dict(state, h=h.transpose(0, 1), c=c.transpose(0, 1), feed=attentional)
         return attentional, weights, new_state
 
     def step(self, tokens: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        state, _ = grouped_rows(state, self.SOURCE_SIDE)
         attentional, _, state = self._decode(tokens, state)
         return self.output(self.dropout(attentional)), state
 
     def reorder_state(self, state: dict[str, Any], index: torch.Tensor, beams_only: bool = False) -> dict[str, Any]:
-        return index_state(state, index, frozenset(("memory", "keys", "mask")) if beams_only else frozenset())
+        return reorder_shared(state, index, beams_only, self.SOURCE_SIDE)
 
     def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor,
                 return_attention: bool = False):
@@ -236,8 +285,20 @@ class DecoderLayer(nn.Module):
             new_cache = (torch.cat([cache[0], key], dim=2), torch.cat([cache[1], value], dim=2))
             return self.self_attention(y, *new_cache)
 
+        def attend_source(y: torch.Tensor) -> torch.Tensor:
+            sentences = cross[0].shape[0]
+            if y.shape[0] == sentences:
+                return self.cross_attention(y, cross[0], cross[1], mask=memory_mask)
+            # Beam search: y holds `group` consecutive rows (beams) per sentence, one position
+            # each. They become `group` queries of one attention over the sentence's keys,
+            # which are read once instead of once per beam (and never copied per beam).
+            group = y.shape[0] // sentences
+            out = self.cross_attention(y.reshape(sentences, group, y.shape[-1]), cross[0], cross[1],
+                                       mask=memory_mask)
+            return out.reshape(y.shape)
+
         x = self.r1(x, attend_self)
-        x = self.r2(x, lambda y: self.cross_attention(y, cross[0], cross[1], mask=memory_mask))
+        x = self.r2(x, attend_source)
         return self.r3(x, self.feed_forward), new_cache
 
 
@@ -249,6 +310,8 @@ class TransformerSeq2Seq(nn.Module):
     which trains more stably without warm-up. The output layer is always tied to the target
     embedding; `share_embeddings` also ties the source embedding to it (one vocabulary).
     """
+
+    SOURCE_SIDE = frozenset(("memory_mask", "cross"))
 
     def __init__(self, *, name: str, vocab_size: int, pad_id: int, d_model: int, heads: int, ff: int,
                  layers: int, decoder_layers: int | None, dropout: float, pre_norm: bool,
@@ -302,16 +365,18 @@ class TransformerSeq2Seq(nn.Module):
             x = layer(x, mask)
         memory = self.encoder_norm(x)
         # Cross-attention keys and values are computed once; "self" fills up step by step.
+        # The source side (memory_mask, cross) is shared by a sentence's beams (reorder_shared).
         return {"memory_mask": mask, "position": 0,
                 "cross": [layer.cross_attention.keys_values(memory) for layer in self.decoder_layers],
-                "self": [None for _ in self.decoder_layers]}
+                "self": [None for _ in self.decoder_layers], **_sentence_rows(source_ids.shape[0], source_ids.device)}
 
     def step(self, tokens: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        state, _ = grouped_rows(state, self.SOURCE_SIDE)
         x = self._embed(self.target_embedding, tokens.unsqueeze(1), start=state["position"])
         caches = []
         for layer, cross, cache in zip(self.decoder_layers, state["cross"], state["self"]):
             if cache is None:  # first step: an empty cache of the right shape
-                key = cross[0][:, :, :0]
+                key = cross[0][:, :, :0].repeat_interleave(x.shape[0] // cross[0].shape[0], dim=0)
                 cache = (key, key)
             x, cache = layer(x, cross, state["memory_mask"], cache)
             caches.append(cache)
@@ -319,7 +384,7 @@ class TransformerSeq2Seq(nn.Module):
         return self._logits(x[:, -1]), new_state
 
     def reorder_state(self, state: dict[str, Any], index: torch.Tensor, beams_only: bool = False) -> dict[str, Any]:
-        return index_state(state, index, frozenset(("cross", "memory_mask")) if beams_only else frozenset())
+        return reorder_shared(state, index, beams_only, self.SOURCE_SIDE)
 
     def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         state = self.encode(source_ids, source_mask)
