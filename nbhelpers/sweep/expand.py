@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from nbhelpers.config import FIELD_NAMES, RunConfig, config_from_dict, load_params, validate_config
 from nbhelpers.errors import UserInputError
+from nbhelpers.paths import resolve_output_dir
 
 SWEEP_KEYS = ("optimizers", "seeds", "grid", "experiments", "name", "description")
 NESTED = ("dataset_kwargs", "model_kwargs", "optimizer_kwargs", "scheduler_kwargs")
@@ -142,7 +143,7 @@ def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> P
         raise UserInputError(f"{source}: no runs to do (check --optimizers against the experiments listed)")
 
     name = str(file_values.get("name") or (Path(params).stem if params else "adhoc"))
-    output_dir = Path(settings.get("output_dir") or Path("executed") / name)
+    output_dir = resolve_output_dir(settings.get("output_dir") or Path("executed") / name)
     settings["output_dir"] = str(output_dir)
     configs = []
     for number, point in enumerate(points, start=1):

@@ -4,10 +4,18 @@ Pitfalls handled here (DESIGN.md): papermill reads only .ipynb, so the percent-f
 .py is read with jupytext and handed over as a NotebookNode; its `cwd` argument would
 chdir the whole process, so every path passed is absolute instead; an unknown parameter
 would only log a warning, so names are checked against the parameters cell first.
+
+What the kernel process itself prints (ipykernel's "Kernel is running over TCP without
+encryption", "KeyboardInterrupt caught in kernel", C-level warnings), and what papermill
+and nbclient log, goes to a log file per run (`kernel.log` in the run directory), not to
+the terminal: a sweep prints one line per run. The kernel keeps TCP (the ipc transport
+would silence only the first message, and not on Windows); its stderr is simply not ours.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -61,6 +69,47 @@ def run_parameters(cfg: RunConfig, notebook: Path) -> dict[str, Any]:
     return values
 
 
+KERNEL_LOG = "kernel.log"
+# The loggers papermill and nbclient write to (nbclient is handed papermill's).
+_LOGGERS = ("papermill", "traitlets")
+
+
+def _kernel_manager_class(log):
+    """An AsyncKernelManager whose kernel process writes its stdout and stderr into `log`."""
+    from jupyter_client import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", log)
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return LoggedKernelManager
+
+
+@contextlib.contextmanager
+def kernel_logged_to(path: Path, *, append: bool = False):
+    """papermill.execute_notebook keyword arguments that send the kernel's output and the
+    execution's log messages to the file `path` instead of this process's stderr."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a" if append else "w", buffering=1, encoding="utf-8") as log:
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        saved = []
+        for name in _LOGGERS:
+            logger = logging.getLogger(name)
+            saved.append((logger, logger.propagate))
+            logger.addHandler(handler)
+            logger.propagate = False  # not also to the terminal (logging's last-resort handler)
+        try:
+            yield {"kernel_manager_class": _kernel_manager_class(log)}
+        finally:
+            for logger, propagate in saved:
+                logger.removeHandler(handler)
+                logger.propagate = propagate
+
+
 def execute_run(cfg: RunConfig, output_notebook: Path, *, threads: int | None = None) -> None:
     """Execute the task notebook for `cfg` into `output_notebook`; raises if the notebook fails.
 
@@ -79,9 +128,12 @@ def execute_run(cfg: RunConfig, output_notebook: Path, *, threads: int | None = 
     saved = {name: os.environ.get(name) for name in names}
     if threads:
         os.environ.update({name: str(threads) for name in names})
+    log = Path(parameters["output_dir"]) / "runs" / cfg.run_id / KERNEL_LOG
     try:
-        papermill.execute_notebook(read_notebook(notebook), str(output_notebook), parameters=parameters,
-                                   kernel_name="python3", progress_bar=False, start_timeout=START_TIMEOUT_S)
+        with kernel_logged_to(log, append=cfg.resume) as quiet:
+            papermill.execute_notebook(read_notebook(notebook), str(output_notebook), parameters=parameters,
+                                       kernel_name="python3", progress_bar=False, start_timeout=START_TIMEOUT_S,
+                                       **quiet)
     finally:
         for name, value in saved.items():
             if value is None:
