@@ -42,6 +42,7 @@ def read_notebook(path: Path):
     papermill's own loader gives every cell a `tags` list; a node handed over directly
     must have them too, or papermill fails looking for the parameters cell.
     """
+    import_jsonschema_quickly()
     import jupytext
     nb = jupytext.read(path)
     for cell in nb.cells:
@@ -52,6 +53,7 @@ def read_notebook(path: Path):
 @lru_cache(maxsize=None)
 def notebook_parameters(path: Path) -> tuple[str, ...]:
     """Names declared in the notebook's cell tagged `parameters`."""
+    import_jsonschema_quickly()
     from papermill.inspection import _infer_parameters
     return tuple(p.name for p in _infer_parameters(read_notebook(path)))
 
@@ -110,12 +112,80 @@ def kernel_logged_to(path: Path, *, append: bool = False):
                 logger.propagate = propagate
 
 
+# papermill writes the whole output notebook (validated against the schema) before and after
+# every cell, markdown included: about 40 writes per task notebook, 20-40 ms each, while the
+# kernel waits. This engine writes at the start, at most every SAVE_EVERY_S during the run
+# and at the end (also after a failure), so a run killed midway still leaves a recent copy.
+ENGINE = "nbhelpers"
+SAVE_EVERY_S = 10.0
+
+
+def register_engine() -> str:
+    """Register (once) the papermill engine with sparse saves; returns its name."""
+    import_jsonschema_quickly()
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    if ENGINE in papermill_engines._engines:
+        return ENGINE
+
+    class SparseSaves(NotebookExecutionManager):
+        final = False
+        saved = False
+
+        def save(self, **kwargs):
+            waited = (self.now() - self.last_save_time).total_seconds()
+            if self.final or not self.saved or waited >= SAVE_EVERY_S:
+                super().save(**kwargs)
+                self.saved = True
+
+        def notebook_complete(self, **kwargs):
+            self.final = True
+            return super().notebook_complete(**kwargs)
+
+    class SparseSaveEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            # papermill's Engine.execute_notebook, with the manager above.
+            nb_man = SparseSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                                 autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+
+    papermill_engines.register(ENGINE, SparseSaveEngine)
+    return ENGINE
+
+
+def import_jsonschema_quickly() -> None:
+    """Import jsonschema (nbformat's validator) without its optional rfc3987_syntax.
+
+    jsonschema imports rfc3987_syntax when it is installed (JupyterLab's jupyter-events
+    brings it), and that compiles a grammar at import: about 2 CPU seconds per sweep process
+    (benchmarks/papermill_overhead.py), for IRI formats that the notebook schema never uses.
+    It is hidden only during this import, and only when jsonschema is not loaded yet.
+    """
+    import sys
+    if "jsonschema" in sys.modules:
+        return
+    hidden = sys.modules.setdefault("rfc3987_syntax", None) is None
+    try:
+        import jsonschema  # noqa: F401
+    finally:
+        if hidden and "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is None:
+            del sys.modules["rfc3987_syntax"]
+
+
 def execute_run(cfg: RunConfig, output_notebook: Path, *, threads: int | None = None) -> None:
     """Execute the task notebook for `cfg` into `output_notebook`; raises if the notebook fails.
 
     papermill writes the output notebook even when a cell fails (with an error banner),
     so a failed run can be read in its notebook.
     """
+    import_jsonschema_quickly()
     import papermill
 
     notebook = notebook_for(cfg.task)
@@ -133,7 +203,7 @@ def execute_run(cfg: RunConfig, output_notebook: Path, *, threads: int | None = 
         with kernel_logged_to(log, append=cfg.resume) as quiet:
             papermill.execute_notebook(read_notebook(notebook), str(output_notebook), parameters=parameters,
                                        kernel_name="python3", progress_bar=False, start_timeout=START_TIMEOUT_S,
-                                       **quiet)
+                                       engine_name=register_engine(), **quiet)
     finally:
         for name, value in saved.items():
             if value is None:
