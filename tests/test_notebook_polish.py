@@ -60,6 +60,9 @@ def test_saved_run_notebook_has_one_text_progress_bar_and_no_widgets(tiny_sweep)
     assert len(bars) == 1, bars
     # Its last state, not a stale 0%: two epochs of 3 batches each (96 samples, batch 32).
     assert "100%" in bars[0] and "6/6" in bars[0] and "epoch=2/2" in bars[0]
+    from nbhelpers.report.html import notebook_to_html
+    page = notebook_to_html(nb, title="run")
+    assert "training: 100%" in page and "training:   0%" not in page
 
 
 def _count_saves(engine, tmp_path, monkeypatch) -> int:
