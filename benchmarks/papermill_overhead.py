@@ -186,6 +186,11 @@ def main() -> None:
         *([f"Baseline tree: sweep of one over `run` {med['baseline sweep'] - med['baseline run']:.2f} s "
            f"(ratio {med['baseline sweep'] / med['baseline run']:.2f})."] if args.baseline else []),
         "",
+        "In CPU seconds, which other jobs on the machine disturb less than wall-clock time: sweep of one "
+        "over `run` " + ", ".join(
+            f"{(prefix or 'this tree ').strip()} {statistics.median(cpu[prefix + 'sweep']) - statistics.median(cpu[prefix + 'run']):.1f} s"
+            for prefix in trees) + ".",
+        "",
         f"The last sweep's notebook: papermill's total {profile['total_s']:.2f} s; one save of the executed "
         f"notebook {profile['save_s'] * 1000:.0f} ms ({profile['cells_in_notebook']} cells).",
         "",

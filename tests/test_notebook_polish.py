@@ -229,3 +229,16 @@ def test_explorer_cell_offers_the_sentence_as_its_text_fallback():
     source = (NOTEBOOK_DIR / "optimizers.py").read_text()
     assert '"text/plain": "(The interactive explorer: run this cell in JupyterLab to use it.)"' in source
     assert "widgets.interact(" not in source  # interact() would display the widget's repr as fallback
+
+
+def test_a_task_notebooks_imports_leave_out_the_report_tool_chain():
+    """The kernel of every run imports what the notebook imports: nbformat (with jsonschema's
+    grammar compilation), nbconvert and scipy.stats cost seconds per run and serve only reports."""
+    code = ("import sys; import matplotlib.pyplot, torch; from nbhelpers.config import RunConfig; "
+            "from nbhelpers.optim.equations import update_rule; from nbhelpers.report.plots import run_curves_figure; "
+            "from nbhelpers.training import Experiment; "
+            "print(sorted(m for m in ('nbformat', 'nbconvert', 'jsonschema', 'scipy.stats') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
