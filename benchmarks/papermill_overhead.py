@@ -141,7 +141,7 @@ def main() -> None:
     for prefix in trees:
         names += [f"{prefix}run", f"{prefix}sweep"]
     times: dict[str, list[float]] = {k: [] for k in names}
-    cpu: dict[str, list[float]] = {k: [] for k in names if k.endswith(("run", "sweep"))}
+    cpu: dict[str, list[float]] = {k: [] for k in names if k.endswith(("run", "sweep", "start"))}
     profile = None
     with tempfile.TemporaryDirectory() as tmp:
         in_process(Path(tmp) / "warm-up")  # first-use costs (data load, lazy imports) out of the numbers
@@ -155,7 +155,9 @@ def main() -> None:
                     times[prefix + command].append(wall)
                     cpu[prefix + command].append(seconds)
             sweep_dir = Path(tmp) / f"new-sweep-{repeat}"
-            times["sweep process start"].append(timed_command([sys.executable, "-c", SWEEP_PROCESS_IMPORTS])[0])
+            wall, seconds = timed_command([sys.executable, "-c", SWEEP_PROCESS_IMPORTS])
+            times["sweep process start"].append(wall)
+            cpu["sweep process start"].append(seconds)
             times["papermill import"].append(timed_command(
                 [sys.executable, "-c", "import nbhelpers.sweep.notebooks as n; n.import_jsonschema_quickly(); "
                                        "import papermill"])[0])
@@ -189,7 +191,8 @@ def main() -> None:
         "In CPU seconds, which other jobs on the machine disturb less than wall-clock time: sweep of one "
         "over `run` " + ", ".join(
             f"{(prefix or 'this tree ').strip()} {statistics.median(cpu[prefix + 'sweep']) - statistics.median(cpu[prefix + 'run']):.1f} s"
-            for prefix in trees) + ".",
+            for prefix in trees) + "; this tree's, less the sweep process's start: "
+        f"{statistics.median(cpu['sweep']) - statistics.median(cpu['run']) - statistics.median(cpu['sweep process start']):.1f} s per run.",
         "",
         f"The last sweep's notebook: papermill's total {profile['total_s']:.2f} s; one save of the executed "
         f"notebook {profile['save_s'] * 1000:.0f} ms ({profile['cells_in_notebook']} cells).",
