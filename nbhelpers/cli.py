@@ -1,4 +1,4 @@
-"""`python -m nbhelpers ...`: list, run, sweep, report, leaderboard, demo.
+"""`python -m nbhelpers ...`: list, run, sweep, report, leaderboard, export, demo.
 
 A mistake in what the user typed is one sentence on stderr and exit status 2; nothing
 in the output folder is touched before the input has been checked. `run` and `sweep`
@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--output-dir", default="executed/leaderboard")
     board.add_argument("--no-notebook", action="store_true", help="skip executing the leaderboard notebook")
 
+    export = sub.add_parser("export", help="one notebook as HTML: remove-cell tags honoured, maths without a CDN")
+    export.add_argument("notebook", help="an executed .ipynb (or a notebooks/*.py source)")
+    export.add_argument("--output", default=None, help="the HTML file (default: beside the notebook)")
+
     demo = sub.add_parser("demo", help="sweep all 16 optimizers on digits/cnn_scratch, then report")
     demo.add_argument("--output-dir", default="executed/demo")
     demo.add_argument("--workers", type=_positive_int, default=2)
@@ -172,6 +176,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from nbhelpers.report.leaderboard_build import build_leaderboard
         folder = build_leaderboard(args.sweep_dirs, args.output_dir, execute_notebook_too=not args.no_notebook)
         print(f"leaderboard written to {folder / 'index.html'}")
+        return 0
+    if args.command == "export":
+        from nbhelpers.report.export import export_notebook
+        print(f"written {export_notebook(args.notebook, args.output)}")
         return 0
     if args.command == "demo":
         return _demo(args)

@@ -115,6 +115,11 @@ def explore(optimizer="adamw", log10_lr=-2.0, landscape="rosenbrock"):
 # Under papermill the interact widget's output capture could leave nbclient waiting forever
 # for a reply (seen in test runs); a batch run has no use for the widget, so it can skip it.
 if widget:
-    widgets.interact(explore, optimizer=widgets.Dropdown(options=all_names(), value="adamw"),
-                     log10_lr=widgets.FloatSlider(min=-4, max=0, step=0.25, value=-2, description="log10 lr"),
-                     landscape=widgets.Dropdown(options=list(LANDSCAPES), value="rosenbrock"));
+    explorer = widgets.interactive(
+        explore, optimizer=widgets.Dropdown(options=all_names(), value="adamw"),
+        log10_lr=widgets.FloatSlider(min=-4, max=0, step=0.25, value=-2, description="log10 lr"),
+        landscape=widgets.Dropdown(options=list(LANDSCAPES), value="rosenbrock"))
+    # What a page without the live widget shows instead (plain `jupyter nbconvert`, which
+    # ignores the remove-cell tag): a sentence, not the widget's Python repr.
+    display({**explorer._repr_mimebundle_(),
+             "text/plain": "(The interactive explorer: run this cell in JupyterLab to use it.)"}, raw=True)

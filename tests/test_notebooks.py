@@ -17,12 +17,13 @@ from nbhelpers.sweep.notebooks import NOTEBOOK_DIR, notebook_parameters, read_no
 TASK_NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.py") if p.stem not in ("report", "optimizers", "leaderboard"))
 
 
-def test_every_notebook_has_an_ipynb_pair_in_sync_and_without_outputs():
+def test_every_notebook_has_an_ipynb_pair_in_sync():
+    # Outputs in the working copy are allowed (a notebook saved in JupyterLab): the nbstripout
+    # filter keeps them out of commits; test_notebook_polish checks what git holds.
     for source in NOTEBOOK_DIR.glob("*.py"):
         paired = source.with_suffix(".ipynb")
         assert paired.exists(), f"{source.name} has no .ipynb pair (jupytext --sync)"
         ipynb = nbformat.read(paired, as_version=4)
-        assert not any(cell.get("outputs") for cell in ipynb.cells), f"{paired.name} carries outputs"
         from_py = jupytext.read(source)
         assert [c.source for c in from_py.cells] == [c.source for c in ipynb.cells], \
             f"{paired.name} is out of sync with {source.name}: run jupytext --sync"

@@ -13,38 +13,35 @@ who wants the numbers in pandas.
     for fig in make_figures(runs, histories): png_bytes(fig.figure), fig.caption
 """
 
-from nbhelpers.report.build import build_report, write_atomic
-from nbhelpers.report.html import index_page, notebook_to_html
-from nbhelpers.report.load import find_sweep_dir, load_histories, load_runs
-from nbhelpers.report.plots import (
-    FigureWithCaption,
-    curves_figure,
-    figure_bytes,
-    make_figures,
-    memory_figure,
-    png_bytes,
-    ranking_figure,
-    use_log_scale,
-)
-from nbhelpers.report.tables import (
-    ResultsTable,
-    format_metric,
-    human_bytes,
-    human_count,
-    human_duration,
-    metric_spec,
-    metric_specs,
-    primary_metric,
-    reported_metrics,
-    results_table,
-    results_tables,
-    sort_runs,
-    to_csv,
-    to_html,
-    to_latex,
-    to_markdown,
-    verdict,
-)
+import importlib
+
+# Each public name and its module, imported on first use (PEP 562): a task notebook that
+# needs only plots.run_curves_figure must not import nbconvert, nbformat and jsonschema
+# (several seconds of every papermill run; benchmarks/papermill_overhead.py).
+_MODULES = {
+    "build": ("build_report", "write_atomic"),
+    "html": ("index_page", "notebook_to_html"),
+    "load": ("find_sweep_dir", "load_histories", "load_runs"),
+    "plots": ("FigureWithCaption", "curves_figure", "figure_bytes", "make_figures", "memory_figure", "png_bytes",
+              "ranking_figure", "use_log_scale"),
+    "tables": ("ResultsTable", "format_metric", "human_bytes", "human_count", "human_duration", "metric_spec",
+               "metric_specs", "primary_metric", "reported_metrics", "results_table", "results_tables",
+               "sort_runs", "to_csv", "to_html", "to_latex", "to_markdown", "verdict"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "FigureWithCaption",

@@ -95,14 +95,15 @@ def execute_notebook(source: Path, output: Path, *, parameters: dict, title: str
         return False
     import papermill  # imported here: only this step needs the notebook tool chain
 
-    from nbhelpers.sweep.notebooks import read_notebook
+    from nbhelpers.sweep.notebooks import kernel_logged_to, read_notebook
     fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".ipynb", dir=output.parent)
     os.close(fd)
     error = None
     try:
-        with _package_importable_by_kernel():
+        # The kernel's own stderr (ipykernel's TCP warning, ...) goes to a log beside the output.
+        with _package_importable_by_kernel(), kernel_logged_to(output.with_suffix(".kernel.log")) as quiet:
             papermill.execute_notebook(read_notebook(source), tmp, parameters=parameters,
-                                       kernel_name="python3", progress_bar=False)
+                                       kernel_name="python3", progress_bar=False, **quiet)
     except papermill.PapermillExecutionError as exc:
         error = exc
     except BaseException:

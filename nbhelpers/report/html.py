@@ -39,18 +39,32 @@ class EscapeMarkdownOutputs(Preprocessor):
         return cell, resources
 
 
-def notebook_to_html(notebook: str | Path | nbformat.NotebookNode, *, title: str | None = None) -> str:
+# The lab template without its MathJax <script> (from a CDN): for pages whose maths is MathML.
+_NO_MATHJAX = ("{%- extends 'lab/index.html.j2' -%}\n"
+               "{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}\n")
+
+
+def notebook_to_html(notebook: str | Path | nbformat.NotebookNode, *, title: str | None = None,
+                     offline_math: bool = False) -> str:
     """An executed notebook as a standalone HTML page.
 
     Cells tagged `remove-cell` disappear, `remove-input` keeps only the output,
     `remove-output` keeps only the code (for example an ipywidget whose static
-    figure is in another cell).
+    figure is in another cell). With `offline_math`, maths is rendered to MathML here
+    and the page loads no MathJax (report/export.py).
     """
     if not isinstance(notebook, nbformat.NotebookNode):
         path = Path(notebook)
         title = title or path.stem
         notebook = nbformat.read(path, as_version=4)
-    exporter = HTMLExporter()
+    if offline_math:
+        from jinja2 import DictLoader
+
+        from nbhelpers.report.export import MathToMathML
+        exporter = HTMLExporter(extra_loaders=[DictLoader({"offline.html.j2": _NO_MATHJAX})],
+                                template_file="offline.html.j2")
+    else:
+        exporter = HTMLExporter()
     exporter.register_preprocessor(
         TagRemovePreprocessor(
             remove_cell_tags={REMOVE_CELL},
@@ -60,6 +74,8 @@ def notebook_to_html(notebook: str | Path | nbformat.NotebookNode, *, title: str
         enabled=True,
     )
     exporter.register_preprocessor(EscapeMarkdownOutputs(), enabled=True)
+    if offline_math:  # after the escaping, which would otherwise show the MathML as text
+        exporter.register_preprocessor(MathToMathML(), enabled=True)
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title or "notebook"}})
     return body
 

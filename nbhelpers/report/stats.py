@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 
@@ -48,6 +47,7 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Inter
     mean = float(array.mean())
     if n == 1:
         return Interval(mean, math.nan, math.nan, 1, "none")
+    from scipy import stats  # here, not at the top: a task notebook's plots must not pay for scipy
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * array.std(ddof=1) / math.sqrt(n))
     return Interval(mean, mean - half, mean + half, n, "t")
 
@@ -57,6 +57,7 @@ def wilson_interval(share: float, examples: int, confidence: float = CONFIDENCE)
     if not (math.isfinite(share) and examples and examples > 0):
         return Interval(share, math.nan, math.nan, 1, "none")
     successes = int(round(share * examples))
+    from scipy import stats
     ci = stats.binomtest(successes, int(examples)).proportion_ci(confidence_level=confidence, method="wilson")
     return Interval(share, float(ci.low), float(ci.high), 1, "wilson")
 
@@ -82,6 +83,7 @@ def tied_with_best(per_seed: Mapping[str, Mapping[int, float]], best: str, *,
             elif np.ptp(differences) == 0:
                 continue  # the same non-zero gap on every seed: a real difference
             else:
+                from scipy import stats
                 p_value = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
                 if p_value >= alpha:
                     tied.add(name)

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from nbhelpers.config import FIELD_NAMES, RunConfig, config_from_dict, load_params, validate_config
 from nbhelpers.errors import UserInputError
+from nbhelpers.paths import resolve_output_dir
 from nbhelpers.sweep.lr_grid import LrGrid, at_lr, centre_lr, check_no_conflict, parse_lr_grid
 
 SWEEP_KEYS = ("optimizers", "seeds", "grid", "experiments", "name", "description", "lr_grid")
@@ -159,7 +160,7 @@ def plan_from_args(params: str | Path | None, overrides: Mapping[str, Any]) -> P
         raise UserInputError(f"{source}: no runs to do (check --optimizers against the experiments listed)")
 
     name = str(file_values.get("name") or (Path(params).stem if params else "adhoc"))
-    output_dir = Path(settings.get("output_dir") or Path("executed") / name)
+    output_dir = resolve_output_dir(settings.get("output_dir") or Path("executed") / name)
     settings["output_dir"] = str(output_dir)
     configs, later = [], []
     for number, point in enumerate(points, start=1):

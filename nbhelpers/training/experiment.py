@@ -33,6 +33,7 @@ from nbhelpers.config import RunConfig, resolve_config
 from nbhelpers.data.base import DataBundle, cap, default_data_dir
 from nbhelpers.errors import UserInputError
 from nbhelpers.optim import build_optimizer, optimizer_state_bytes
+from nbhelpers.paths import resolve_output_dir
 from nbhelpers.registry import DATASETS, MODELS, TASKS
 from nbhelpers.schedulers import build_scheduler
 from nbhelpers.training.details import details_text
@@ -108,6 +109,11 @@ class Experiment:
 
     def __init__(self, cfg: RunConfig):
         self.started = time.perf_counter()
+        # A notebook opened in JupyterLab runs in notebooks/: its relative output folder still
+        # means the project's executed/ (nbhelpers/paths.py).
+        output_dir = str(resolve_output_dir(cfg.output_dir))
+        if output_dir != cfg.output_dir:
+            cfg = cfg.replace(output_dir=output_dir)
         self.cfg = resolve_config(cfg)
         self.task_spec = TASKS.get(self.cfg.task).meta["spec"]
         self.device = resolve_device(self.cfg.device)

@@ -20,12 +20,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from nbhelpers.schedulers import LRSchedule
 from nbhelpers.tasks.base import Evaluation, Task, add_stats
 from nbhelpers.training.loss_watch import LossWatch
 from nbhelpers.training.monitors import MemoryMonitor, TrainTimer
+from nbhelpers.training.progress import progress_bar
 from nbhelpers.training.rundir import RunDir, save_torch, write_jsonl
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -181,6 +181,8 @@ class Trainer:
         self._grad_norm_count = 0
         self._step_in_epoch = 0
         self._skip_step = False
+        self._bar = None  # the run's progress bar while fit() runs
+        self._bar_text: dict[str, str] = {}
         # Saved in last.pt as it is: Experiment records the run's settings and thread count here.
         self.checkpoint_extra: dict[str, Any] = {}
 
@@ -267,8 +269,7 @@ class Trainer:
         self._grad_norm_count = 0
         totals: dict[str, torch.Tensor] = {}
         samples = 0
-        bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=not self.progress,
-                   mininterval=0.5)
+        bar = self._bar
         timer = TrainTimer(self.device)
         timer.start()
         non_blocking = self.device.type == "cuda"
@@ -288,13 +289,14 @@ class Trainer:
             if self.schedule is not None:
                 self.schedule.after_batch()
             self._memory.sample(step)
-            if bar.disable is False and step % 20 == 0 and watch.last_loss is not None:
-                bar.set_postfix(loss=f"{watch.last_loss:.4f}", refresh=False)  # a few steps old on CUDA
-            bar.update()
+            if bar is not None and not bar.disable and step % 20 == 0 and watch.last_loss is not None:
+                self._bar_text["loss"] = f"{watch.last_loss:.4f}"  # a few steps old on CUDA
+                bar.set_postfix(self._bar_text, refresh=False)
+            if bar is not None:
+                bar.update()
         if watch.finish():
             raise Diverged(watch.message(epoch))
         seconds = timer.stop()
-        bar.close()
         metrics = self.task.summarize(totals)
         if not math.isfinite(metrics["loss"]):
             raise Diverged(f"the training loss became {metrics['loss']} in epoch {epoch}")
@@ -343,9 +345,13 @@ class Trainer:
         first_epoch = len(self.state.history) + 1
         if self.schedule is not None and first_epoch == 1:
             self.schedule.start()
-        bar = tqdm(range(first_epoch, epochs + 1), desc="training", disable=not self.progress,
-                   initial=first_epoch - 1, total=epochs)
-        for epoch in bar:
+        # One bar for the whole run, over every training step (not one per epoch).
+        steps = len(train_loader)
+        bar = self._bar = progress_bar(total=epochs * steps, initial=(first_epoch - 1) * steps,
+                                       desc="training", enabled=self.progress)
+        self._bar_text = {}
+        for epoch in range(first_epoch, epochs + 1):
+            self._bar_text["epoch"] = f"{epoch}/{epochs}"
             lr = float(self.optimizer.param_groups[0]["lr"])
             try:
                 train = self._train_epoch(train_loader, epoch)
@@ -383,7 +389,8 @@ class Trainer:
             if self.schedule is not None:
                 self.schedule.after_epoch(val.get("loss"))
             if full:
-                bar.set_postfix({f"val_{self.primary}": f"{value:.4f}"}, refresh=False)
+                self._bar_text[f"val_{self.primary}"] = f"{value:.4f}"
+                bar.set_postfix(self._bar_text, refresh=False)
             self._checkpoint()
             if self.on_epoch_end is not None:
                 self.on_epoch_end(row)
@@ -391,6 +398,7 @@ class Trainer:
                 status = "early_stopped"
                 break
         bar.close()
+        self._bar = None
         if self._best_weights is not None:
             self.model.load_state_dict(self._best_weights)
         return FitResult(status, self.state.history, self.state.best_epoch, self.state.best_val,
