@@ -285,3 +285,9 @@ def test_demo_passes_seeds_and_the_grid_to_its_sweep(monkeypatch):
     argv = seen[0]
     assert argv[0] == "sweep" and argv[argv.index("--seeds") + 1] == "3"
     assert argv[argv.index("--lr-grid") + 1] == "x0.3,x1,x3" and "--report" in argv
+    assert argv[argv.index("--epochs") + 1] == str(cli.SEEDED_DEMO_EPOCHS)  # seeds share the time budget
+    seen.clear()
+    assert cli._demo(cli.build_parser().parse_args(["demo", "--seeds", "3", "--epochs", "15"])) == 0
+    assert seen[0][seen[0].index("--epochs") + 1] == "15"
+    assert cli._demo(cli.build_parser().parse_args(["demo"])) == 0
+    assert "--epochs" not in seen[1]  # one seed: the params file's 15 epochs
