@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="executed/demo")
     demo.add_argument("--workers", type=_positive_int, default=2)
     demo.add_argument("--epochs", type=_positive_int, default=None)
-    demo.add_argument("--seeds", type=_positive_int, default=None,  # K > 1: SEEDED_DEMO_EPOCHS epochs
-                      help="seeds per optimizer (intervals and ties need at least 2)")
+    demo.add_argument("--seeds", type=_positive_int, default=None,
+                      help=f"seeds per optimizer (intervals and ties need at least 2); with more than one, "
+                           f"{SEEDED_DEMO_EPOCHS} epochs a run unless --epochs is given")
     demo.add_argument("--lr-grid", default=None, help="LR protocol, e.g. x0.1,x1,x10 (see sweep --help)")
     return parser
 
