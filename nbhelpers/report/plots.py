@@ -119,7 +119,15 @@ def _plain_log_axis(axis) -> None:
     axis.axes.set_yscale("log") if axis.axis_name == "y" else axis.axes.set_xscale("log")
     plain = FuncFormatter(lambda value, _: f"{value:g}")
     axis.set_major_formatter(plain)
-    axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if str(f"{value:g}")[0] in "25" else ""))
+
+    def minor(value, _) -> str:
+        # 2s and 5s between the decades help on a short axis and collide on a long one.
+        low, high = sorted(axis.get_view_interval())
+        if low <= 0 or high / low > 100:
+            return ""
+        return f"{value:g}" if f"{value:g}"[0] in "25" else ""
+
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _is_number(value) -> bool:
