@@ -52,6 +52,7 @@ def test_unknown_settings_are_refused(tmp_path):
         plan_from_args(params, {})
 
 
+@pytest.mark.slow  # 46 s; test_reliability covers the statuses and exit code, test_trainer the exact resume
 def test_sweep_records_failures_goes_on_and_resumes(tmp_path, capsys):
     out = tmp_path / "sweep"
     params = tmp_path / "mixed.yaml"
@@ -112,10 +113,10 @@ def _sweep_end_to_end(tmp_path, optimizers: str, expected: list[str]) -> None:
     assert len(list((out / "report" / "notebooks").glob("*.html"))) == len(expected)
 
 
-def test_one_optimizer_of_each_family_sweeps_end_to_end(tmp_path):
-    """SGD-type, sign, sharpness-aware (two passes) and factored through papermill, the Trainer
-    and the report, on a sliver of digits (every one of the 16 trains in test_optim_table)."""
-    _sweep_end_to_end(tmp_path, "sgd_momentum,lion,sam,adafactor", ["adafactor", "lion", "sam", "sgd_momentum"])
+def test_a_sign_and_a_two_pass_optimizer_sweep_end_to_end(tmp_path):
+    """lion and sam (its closure's second pass) through papermill, the Trainer and the report, on
+    a sliver of digits; every one of the 16 trains in test_optim_table, all 16 sweep in the slow test."""
+    _sweep_end_to_end(tmp_path, "lion,sam", ["lion", "sam"])
 
 
 @pytest.mark.slow  # sixteen papermill runs: about 2.5 minutes on 2 quiet cores
