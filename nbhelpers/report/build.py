@@ -18,7 +18,7 @@ import nbformat
 import pandas as pd
 
 import nbhelpers
-from nbhelpers.training.rundir import current_umask
+from nbhelpers.training.rundir import write_bytes
 from nbhelpers.report.html import FigureEntry, RunEntry, index_page, notebook_to_html
 from nbhelpers.report.load import load_histories, load_runs
 from nbhelpers.report.lr_grid import load_lr_protocol, sensitivity_figure
@@ -30,19 +30,9 @@ REPORT_NOTEBOOK = Path(nbhelpers.__file__).resolve().parent.parent / "notebooks"
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
+    """Write `data` to `path` atomically, with the user's umask (training/rundir.py's mechanism)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a report is meant to be read and served
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     return path
 
 
